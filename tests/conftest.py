@@ -1,0 +1,75 @@
+"""Shared test helpers: small configs that exercise every named choice, quickly."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from dimsearch.config import (
+    HEAD_POOLS,
+    KV_REDUCTIONS,
+    POS_ENCODINGS,
+    STEMS,
+    TRANSITIONS,
+    ArchConfig,
+    HeadConfig,
+    StageConfig,
+    StemConfig,
+    TransitionConfig,
+)
+
+
+def random_arch(rng: random.Random, max_stages: int = 4) -> ArchConfig:
+    """A random valid small config; every kind of every choice is reachable."""
+    n = rng.randint(1, max_stages)
+    pool = rng.choice(HEAD_POOLS)
+    stem = StemConfig(rng.choice(STEMS), patch_size=rng.choice([4, 8]), stride=rng.choice([2, 4]))
+    dims, stages = [], []
+    for i in range(n):
+        heads = rng.choice([1, 2, 4])
+        dim = heads * rng.choice([8, 16]) if i == 0 else dims[-1] * rng.choice([1, 2])
+        if dim % heads:
+            heads = 1
+        dims.append(dim)
+        stages.append(
+            StageConfig(
+                depth=rng.randint(1, 2),
+                dim=dim,
+                heads=heads,
+                mlp_ratio=rng.choice([2.0, 3.0, 4.0]),
+                qkv_bias=rng.random() < 0.8,
+                sr_ratio=rng.choice([1, 1, 2, 4]),
+                sr_kind=rng.choice(KV_REDUCTIONS),
+                head_interaction=heads > 1 and rng.random() < 0.5,
+                pos=rng.choice(POS_ENCODINGS),
+            )
+        )
+    transitions = tuple(TransitionConfig(rng.choice(TRANSITIONS)) for _ in range(n - 1))
+    return ArchConfig(
+        stem=stem,
+        stages=tuple(stages),
+        transitions=transitions,
+        head=HeadConfig(pool, distilled=pool == "token" and rng.random() < 0.3),
+        norm_eps=rng.choice([1e-6, 1e-5]),
+    )
+
+
+def random_archs(count: int, seed: int = 0, img_size: int = 64) -> list[ArchConfig]:
+    """``count`` random configs whose grids are valid at ``img_size``."""
+    rng = random.Random(seed)
+    out: list[ArchConfig] = []
+    while len(out) < count:
+        cfg = random_arch(rng)
+        try:
+            cfg.grids(img_size)
+        except ValueError:
+            continue
+        out.append(cfg)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

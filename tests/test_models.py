@@ -1,0 +1,155 @@
+"""The generator: exact parameter counts, equal outputs to timm / official code, any kind runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from conftest import random_archs
+
+from dimsearch import ArchConfig, ArchError, StageConfig, build_model, convert_state_dict, zoo
+from dimsearch.zoo import rest_config
+
+DATA = Path(__file__).parent / "data"
+
+# Exact counts of the official code / timm (ARCHITECTURES.md, fixed_points.json); the
+# *_paper entries are ResT with the 7x7 stem, which gives the paper's 10.49M ... 51.63M.
+PARAMS = {
+    "pit_ti": 4_847_272,
+    "pit_xs": 10_618_888,
+    "pit_s": 23_461_912,
+    "pit_b": 73_764_840,
+    "pit_ti_distilled": 5_104_336,
+    "pit_xs_distilled": 11_003_984,
+    "pit_s_distilled": 24_039_056,
+    "pit_b_distilled": 74_790_096,
+    "rest_lite": 10_508_300,
+    "rest_small": 13_679_708,
+    "rest_base": 30_327_052,
+    "rest_large": 51_676_156,
+    "rest_lite_paper": 10_489_196,
+    "rest_small_paper": 13_660_604,
+    "rest_base_paper": 30_277_660,
+    "rest_large_paper": 51_626_764,
+}
+
+
+def test_registry_is_complete() -> None:
+    assert set(zoo.names()) == set(PARAMS)
+    assert all(zoo.info(n).top1 for n in zoo.names())
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_exact_parameter_counts(name: str) -> None:
+    with torch.device("meta"):
+        model = build_model(zoo.get(name))
+    assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
+
+
+TIMM = [n for n in PARAMS if n.startswith("pit")]
+
+
+def _timm_name(name: str) -> str:
+    return name + "_224"
+
+
+@pytest.mark.parametrize("name", TIMM)
+@pytest.mark.parametrize("img_size", [224, 160])
+def test_pit_equals_timm(name: str, img_size: int) -> None:
+    reference = timm.create_model(_timm_name(name), img_size=img_size).eval()
+    cfg = zoo.get(name)
+    ours = build_model(cfg, img_size=img_size).eval()
+    ours.load_state_dict(convert_state_dict(reference.state_dict(), cfg, source="timm"))
+    x = torch.randn(2, 3, img_size, img_size)
+    with torch.inference_mode():
+        want, got = reference(x), ours(x)
+    assert want.std() > 0.1  # random weights still give non-trivial logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_pit_official_layout_converts_too() -> None:
+    """naver-ai/pit keeps the pools in `pools.{i}`; timm moved them into `transformers.{i+1}`."""
+    reference = timm.create_model("pit_ti_224").eval()
+    official = {}
+    for k, v in reference.state_dict().items():
+        if ".pool." in k:
+            i = int(k.split(".")[1])
+            k = f"pools.{i - 1}." + k.split(".pool.")[1]
+        official[k] = v
+    cfg = zoo.get("pit_ti")
+    ours = build_model(cfg).eval()
+    ours.load_state_dict(convert_state_dict({"model": official}, cfg, source="official"))
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), reference(x), atol=1e-5, rtol=0)
+
+
+def test_rest_reproduces_the_official_test_vector() -> None:
+    """Official ResT weights (norms and BN statistics randomised) and logits at 224 and 160."""
+    vec = torch.load(DATA / "rest_tiny.pt", weights_only=True)
+    c = vec["config"]
+    cfg = rest_config(
+        tuple(c["embed_dims"]), tuple(c["depths"]), tuple(c["num_heads"]), tuple(c["sr_ratios"])
+    )
+    model = build_model(cfg, num_classes=c["num_classes"]).eval()
+    model.load_state_dict(convert_state_dict(vec["state_dict"], cfg, source="official"))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(vec["input"]), vec["output"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(vec["input_160"]), vec["output_160"], atol=1e-5, rtol=0)
+
+
+def test_conversion_errors_name_the_keys() -> None:
+    from dimsearch import ConversionError
+
+    sd = timm.create_model("pit_ti_224").state_dict()
+    with pytest.raises(ConversionError, match="missing .*head_dist"):
+        convert_state_dict(sd, zoo.get("pit_ti_distilled"), source="timm")
+    with pytest.raises(ConversionError, match="timm has PiT only"):
+        convert_state_dict({"stage1.0.attn.q.weight": torch.zeros(1)}, zoo.get("rest_lite"), "timm")
+    sd["transformers.0.blocks.0.extra.weight"] = torch.zeros(1)
+    with pytest.raises(ConversionError, match="unexpected .*extra"):
+        convert_state_dict(sd, zoo.get("pit_ti"), source="timm")
+
+
+@pytest.mark.parametrize("cfg", random_archs(24, seed=1), ids=lambda c: f"{len(c.stages)}st")
+def test_every_kind_builds_and_runs(cfg) -> None:
+    model = build_model(cfg, num_classes=7, img_size=64).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 64, 64))
+        other = model(torch.randn(1, 3, 80, 48))  # another (non-square) size runs too
+    assert out.shape == (2, 7) and other.shape == (1, 7)
+    assert torch.isfinite(out).all()
+
+
+def test_training_mode_backward_and_distilled_training_output() -> None:
+    model = build_model(zoo.get("pit_ti_distilled"), num_classes=5, img_size=64).train()
+    model.distilled_training = True
+    logits, dist = model(torch.randn(2, 3, 64, 64))
+    (logits.sum() + dist.sum()).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_learned_position_map_is_resized_for_other_inputs() -> None:
+    model = build_model(zoo.get("pit_ti"), num_classes=3, img_size=224).eval()
+    assert model.stages[0].pos.pos_embed.shape[-2:] == (27, 27)
+    with torch.inference_mode():
+        assert model(torch.randn(1, 3, 160, 160)).shape == (1, 3)
+
+
+def test_bad_resolution_fails_at_build_not_in_forward() -> None:
+    with pytest.raises(ArchError, match="collapses to 0x0 .* img_size=8x8"):
+        build_model(zoo.get("pit_ti"), img_size=8)
+    one_stage = ArchConfig(stages=(StageConfig(1, 32, 2, sr_ratio=3),))
+    build_model(one_stage, img_size=32)  # 3x3 grid: fine
+    with pytest.raises(ArchError, match="sr_ratio=3 reduces the 1x1 grid to 0x0"):
+        build_model(one_stage, img_size=16)
+
+
+def test_reference_figures_are_the_test_data() -> None:
+    """The counts above are the ones recorded in tests/data (copied from shared/reference)."""
+    ref = json.loads((DATA / "reference_figures.json").read_text())
+    for name, figures in ref["models"].items():
+        assert PARAMS[name] == figures["params"]
