@@ -145,9 +145,7 @@ class StageConfig:
         _check_bool("stage", "qkv_bias", self.qkv_bias)
         _check_bool("stage", "head_interaction", self.head_interaction)
         if self.dim % self.heads:
-            raise ArchError(
-                f"`dim % heads == 0` must hold, got dim={self.dim}, heads={self.heads}"
-            )
+            raise ArchError(f"`dim % heads == 0` must hold, got dim={self.dim}, heads={self.heads}")
         if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)):
             raise ArchError(f"stage.mlp_ratio must be a number, got {self.mlp_ratio!r}")
         if int(self.dim * self.mlp_ratio) < 1:

@@ -79,7 +79,11 @@ _PIT_PAPER = "Heo et al. 2021, PiT, Table 4 (DeiT training)"
 
 
 def _pit(
-    base_dim: int, depths: tuple[int, ...], heads: tuple[int, ...], patch: int, stride: int,
+    base_dim: int,
+    depths: tuple[int, ...],
+    heads: tuple[int, ...],
+    patch: int,
+    stride: int,
     distilled: bool = False,
 ) -> ArchConfig:
     # width = base_dim * heads: PiT keeps the head dim fixed and doubles heads at each pool

@@ -44,7 +44,7 @@ def test_stage_rules(kwargs: dict, needle: str) -> None:
 def test_unknown_kinds_list_the_valid_ones() -> None:
     with pytest.raises(ArchError) as err:
         StemConfig("conv5")
-    assert "stem.kind must be one of ['patch', 'conv3', 'conv7'], got 'conv5'" == str(err.value)
+    assert str(err.value) == "stem.kind must be one of ['patch', 'conv3', 'conv7'], got 'conv5'"
     with pytest.raises(ArchError, match="transition.kind must be one of"):
         TransitionConfig("strided")
     with pytest.raises(ArchError, match="head.distilled needs head.pool='token'"):

@@ -20,8 +20,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks: figures and ratios measured in one run.", no_args_is_help=True)
-data_app = typer.Typer(help="Proxy datasets: prepare caches ahead of a search.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: figures and ratios measured in one run.", no_args_is_help=True
+)
+data_app = typer.Typer(
+    help="Proxy datasets: prepare caches ahead of a search.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 

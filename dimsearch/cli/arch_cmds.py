@@ -68,7 +68,9 @@ def zoo_cmd(
         return
     table = Table(title=f"dimsearch zoo @ {img_size}px (FLOPs = multiply-adds)")
     for col in ("name", "label", "params", "GFLOPs", "top-1 (%)", "source"):
-        table.add_column(col, justify="right" if col in ("params", "GFLOPs", "top-1 (%)") else "left")
+        table.add_column(
+            col, justify="right" if col in ("params", "GFLOPs", "top-1 (%)") else "left"
+        )
     for r in rows:
         top1 = f"{r['top1']:.1f}" if r["top1"] is not None else "-"
         table.add_row(
@@ -119,7 +121,9 @@ def describe(
         "total", "", "", "", str(cfg.depth), "", "", f"{est.params:,}", f"{est.flops / 1e6:,.1f}"
     )
     console.print(table)
-    console.print(f"GFLOPs (multiply-adds): {est.flops / 1e9:.4f}   params: {est.params / 1e6:.3f}M")
+    console.print(
+        f"GFLOPs (multiply-adds): {est.flops / 1e9:.4f}   params: {est.params / 1e6:.3f}M"
+    )
 
 
 @bench_app.command("generator")

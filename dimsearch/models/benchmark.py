@@ -108,13 +108,24 @@ def bench_generator(
             pair.reverse()
         for label, net in pair:
             lat = measure_latency(
-                net, device, batch_size, img_size, warmup=2 if r else 5, repeats=repeats,
+                net,
+                device,
+                batch_size,
+                img_size,
+                warmup=2 if r else 5,
+                repeats=repeats,
                 amp_dtype=amp,
             )
             if result is None:
                 result = GeneratorBench(
-                    model, TIMM_TWINS[model], lat.device, lat.device_name, batch_size, img_size,
-                    "bf16" if bf16 else "fp32", rounds,
+                    model,
+                    TIMM_TWINS[model],
+                    lat.device,
+                    lat.device_name,
+                    batch_size,
+                    img_size,
+                    "bf16" if bf16 else "fp32",
+                    rounds,
                 )
             getattr(result, label).append(lat.throughput)
     return result  # type: ignore[return-value]  # rounds >= 1, so it was set

@@ -1,0 +1,67 @@
+"""Commands of the search: `run` and `show`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from dimsearch.cli import app
+from dimsearch.cli._common import console, user_errors
+
+
+@app.command()
+def run(
+    space: Path = typer.Argument(..., help="Search-space YAML, e.g. spaces/pit.yaml."),
+    storage: str = typer.Option(
+        None, help="Optuna storage: SQLAlchemy URL or journal file (default studies/<name>.db)."
+    ),
+    address: str = typer.Option(None, help="Join this Ray cluster (default: a local Ray)."),
+    trials: int = typer.Option(None, min=0, help="Sampled trials this session (default: YAML)."),
+) -> None:
+    """Search SPACE: seeds first, then sampled trials; appended to (and resumed from) its study."""
+    from dimsearch.search import load_space
+    from dimsearch.search.runner import run as run_search
+    from dimsearch.search.show import study_rows, study_table
+    from dimsearch.search.study import open_study
+
+    with user_errors():
+        spc = load_space(space)
+        summary = run_search(spc, storage=storage, address=address, trials=trials, console=console)
+        study = open_study(spc.name, storage)
+    rows = study_rows(study)
+    console.print(study_table(study, rows, all_trials=False))
+    c = summary.counts
+    console.print(
+        f"this session: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed "
+        f"in {summary.seconds / 60:.1f} min; study stored in {summary.storage}"
+    )
+    if summary.interrupted:
+        console.print(
+            f"[yellow]interrupted.[/] Everything finished so far is stored; resume with "
+            f"`dimsearch run {space}`" + (f" --storage {storage}" if storage else "")
+        )
+
+
+@app.command()
+def show(
+    study: str = typer.Argument(..., help="Space name, studies/<name>.db, or the space YAML."),
+    storage: str = typer.Option(None, help="Optuna storage URL (default studies/<name>.db)."),
+    all_trials: bool = typer.Option(False, "--all", help="Every trial, not only the front."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
+) -> None:
+    """Print the Pareto front of a study (seeds marked by name)."""
+    from dimsearch.search.show import state_counts, study_rows, study_table
+    from dimsearch.search.study import open_study, study_name_of
+
+    with user_errors():
+        name, default_storage = study_name_of(study)
+        st = open_study(name, storage or default_storage)
+    rows = study_rows(st, all_trials=all_trials)
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    console.print(study_table(st, rows, all_trials=all_trials))
+    counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
+    console.print(f"{len(st.trials)} trials: {counts}")

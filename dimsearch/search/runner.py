@@ -1,0 +1,297 @@
+"""`dimsearch run`: set up the study, launch the trials through Ray Tune, collect, summarise.
+
+One call of `run` is one *session* of a study. The study itself persists: a rerun recovers
+trials a killed driver left RUNNING (FAIL, with the reason), enqueues only the seeds not yet
+present, reseeds the sampler past the trials it already has (so a resumed study does not
+replay its random start-up samples) and adds ``search.trials`` new sampled trials.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from dimsearch.search.live import LiveView
+from dimsearch.search.study import (
+    Attr,
+    StudyError,
+    open_study,
+    recover_orphans,
+    resolve_storage,
+    seeds_present,
+)
+
+__all__ = ["RunSummary", "run"]
+
+
+class _Interrupt:
+    """First Ctrl-C: stop all trials gracefully (a Tune stopper sees the flag); second: abort.
+
+    Ray Tune's own handler would tell the user to resume through Ray; resuming is ours to
+    explain (rerun `dimsearch run`), so Ray's handler is switched off while ours is installed.
+    """
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        import signal
+        import threading
+
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        import signal
+
+        self.set = True
+        signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C aborts at once
+
+
+@dataclass
+class RunSummary:
+    """What one `run` did, for the CLI to print and tests to check."""
+
+    study_name: str
+    storage: str
+    recovered: list[int]
+    seeds_enqueued: list[str]
+    counts: dict[str, int]
+    interrupted: bool
+    seconds: float
+
+
+def _check_latency_kind(study: optuna.Study, space: Any) -> None:
+    """One study, one latency device kind: figures from a CPU and a GPU do not compare."""
+    kind = space.latency.device
+    have = study.user_attrs.get(Attr.LATENCY_KIND)
+    if have is None:
+        study.set_user_attr(Attr.LATENCY_KIND, kind)
+    elif have != kind:
+        raise StudyError(
+            f"study {study.study_name!r} measured latency on {have!r}; this space asks "
+            f"{kind!r}. Latencies from different devices do not compare: use another --storage "
+            f"or set latency.device: {have}"
+        )
+
+
+def _enqueue_seeds(study: optuna.Study, space: Any) -> list[str]:
+    have = seeds_present(study)
+    from dimsearch import zoo
+
+    added = []
+    for name in space.seeds:
+        if name in have:
+            continue
+        study.enqueue_trial(
+            space.params_of(zoo.get(name)), user_attrs={Attr.SEED: name}, skip_if_exists=False
+        )
+        added.append(name)
+    return added
+
+
+def _init_ray(address: str | None, space: Any) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    else:
+        ray.init(
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            configure_logging=True,
+        )
+
+
+def run(
+    space: Any,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    trials: int | None = None,
+    console: Console | None = None,
+    trainable: Callable[[dict[str, Any]], None] | None = None,
+    shutdown_ray: bool = True,
+) -> RunSummary:
+    """Run one session of the search over ``space``.
+
+    Args:
+        space: a validated `SearchSpace`.
+        storage: Optuna storage URL or journal path (default ``studies/<space>.db``).
+        address: a Ray cluster address to join (default: start a local Ray).
+        trials: sampled trials to train this session (default ``space.search.trials``).
+        console: where the live view and the summary go.
+        trainable: the Ray trainable (default `run_trial`); the bridge tests inject others.
+        shutdown_ray: stop the local Ray at the end (tests keep one Ray for several runs).
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.stopper import Stopper
+
+    from dimsearch.search.bridge import OptunaSearcher, StudyRecorder
+    from dimsearch.search.trainable import run_trial
+
+    console = console or Console()
+    start = time.time()
+    # the live view is the progress display: Ray Tune's own tables and per-trial loggers off
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    store = resolve_storage(storage, space.name)
+    study = open_study(space.name, store, directions=list(space.directions))
+    _check_latency_kind(study, space)
+    study.set_user_attr(Attr.SPACE, space.to_dict())
+    study.set_user_attr(Attr.OBJECTIVES, list(space.objectives))
+    recovered = recover_orphans(study)
+    seeds = _enqueue_seeds(study, space)
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    n_sampled = space.search.trials if trials is None else trials
+    total = waiting + n_sampled
+    study.sampler = space.make_sampler(seed_offset=len(study.trials))
+
+    live = LiveView(console, study, total=total, timeout_min=space.search.timeout_min)
+    for n in recovered:
+        live.event("failed", f"trial {n} was left RUNNING by a stopped driver: marked failed")
+    if seeds:
+        live.event("start", f"enqueued seeds: {', '.join(seeds)}")
+
+    _init_ray(address, space)
+    open_trials: dict = {}
+    res = space.resources
+    payload = _payload_builder(space)
+    searcher = OptunaSearcher(study, space, payload, open_trials, live.event)
+    recorder = StudyRecorder(study, space, open_trials, live.event, on_step=live.refresh)
+    live.recorder = recorder
+    if space.early_stopping.kind == "asha" and space.train.epochs > 1:
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            metric="accuracy",
+            mode="max",
+            max_t=space.train.epochs,
+            grace_period=min(space.early_stopping.grace_period, space.train.epochs),
+            reduction_factor=space.early_stopping.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    interrupt = _Interrupt()
+
+    class _StopOnInterrupt(Stopper):
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return interrupt.set
+
+    ray_dir = Path(os.environ.get("DIMSEARCH_RAY_DIR", "studies/.ray")).resolve()
+    tuner = tune.Tuner(
+        tune.with_resources(trainable or run_trial, {"cpu": res.cpus, "gpu": res.gpus}),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=total,
+            max_concurrent_trials=space.search.max_concurrent,
+            time_budget_s=space.search.timeout_min * 60 if space.search.timeout_min else None,
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(ray_dir),
+            callbacks=[recorder],
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+            stop=_StopOnInterrupt(),
+        ),
+    )
+    interrupted = False
+    with live, interrupt, _quiet_ray_tune():
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            interrupted = interrupted or interrupt.set
+            why = (
+                "interrupted: the run was stopped before this trial finished"
+                if interrupted
+                else "the run ended (time budget) before this trial finished"
+            )
+            for n in recorder.close(why):
+                live.event("failed", f"trial {n}: {why}")
+    if shutdown_ray and not address:
+        import ray
+
+        ray.shutdown()
+    return RunSummary(
+        study_name=space.name,
+        storage=str(storage or f"sqlite:///studies/{space.name}.db"),
+        recovered=recovered,
+        seeds_enqueued=seeds,
+        counts=dict(recorder.counts),
+        interrupted=interrupted,
+        seconds=time.time() - start,
+    )
+
+
+class _quiet_ray_tune:
+    """Ray Tune logs trial errors and "Trials did not complete" itself; the live view and the
+    study already say all of it, with reasons, so its loggers are turned down meanwhile."""
+
+    def __enter__(self) -> None:
+        import logging
+
+        self._levels = {}
+        for name in ("ray.tune", "ray.train", "ray.air"):
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(logging.CRITICAL)
+
+    def __exit__(self, *exc: Any) -> None:
+        import logging
+
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _payload_builder(space: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    from dimsearch.search.trainable import trial_payload
+
+    latency = {
+        "device": space.latency.device,
+        "batch_size": space.latency.batch_size,
+        "warmup": space.latency.warmup,
+        "repeats": space.latency.repeats,
+    }
+
+    def build(arch: dict[str, Any]) -> dict[str, Any]:
+        return trial_payload(
+            arch,
+            data=space.data.to_dict(),
+            train=space.train.to_dict(),
+            latency=latency,
+            target_img_size=space.target_img_size,
+            num_classes=space.num_classes,
+            max_latency_ms=space.budgets.max_latency_ms,
+            cpus=space.resources.cpus,
+            gpus=space.resources.gpus,
+        )
+
+    return build

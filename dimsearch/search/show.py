@@ -1,0 +1,121 @@
+"""Read a study back: its Pareto front (or every trial) as rows, a table, or JSON.
+
+This reads the study and nothing else (no YAML, no Ray), so it works on a laptop with a
+copy of ``studies/<name>.db`` while the search still runs on the cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.table import Table
+
+from dimsearch.search.study import Attr, pareto_front
+
+__all__ = ["front_trials", "study_table", "trial_row"]
+
+
+def _label(t: FrozenTrial) -> str:
+    seed = t.user_attrs.get(Attr.SEED)
+    if not seed:
+        return ""
+    from dimsearch import zoo
+
+    try:
+        return zoo.info(seed).label
+    except Exception:  # a seed the installed zoo no longer knows: show its name
+        return seed
+
+
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """COMPLETE trials on the Pareto front of the study's objectives."""
+    return pareto_front(study.get_trials(deepcopy=False), _directions(study))
+
+
+def _directions(study: optuna.Study) -> list[str]:
+    return [d.name.lower() for d in study.directions]
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    names = study.user_attrs.get(Attr.OBJECTIVES)
+    if names and len(names) == len(study.directions):
+        return list(names)
+    return [f"objective{i}" for i in range(len(study.directions))]
+
+
+def trial_row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]:
+    """One trial as a flat, JSON-ready record."""
+    ua = t.user_attrs
+    row: dict[str, Any] = {
+        "number": t.number,
+        "state": t.state.name,
+        "seed": ua.get(Attr.SEED),
+        "label": _label(t),
+        "pareto": on_front,
+        "params": ua.get(Attr.PARAMS),
+        "gflops": ua.get(Attr.GFLOPS),
+        "latency_ms": ua.get(Attr.LATENCY_MS),
+        "epochs": ua.get(Attr.EPOCHS),
+        "curve": ua.get(Attr.CURVE),
+        "reason": ua.get(Attr.REASON),
+        "node": (ua.get(Attr.NODE) or {}).get("hostname"),
+        "params_sampled": t.params,
+    }
+    if t.values is not None:
+        row["values"] = dict(zip(names, t.values, strict=True))
+        row["accuracy"] = row["values"].get("accuracy")
+    else:
+        curve = ua.get(Attr.CURVE) or []
+        row["accuracy"] = curve[-1] if curve else None
+    return row
+
+
+def study_rows(study: optuna.Study, *, all_trials: bool = False) -> list[dict[str, Any]]:
+    """The front (default) or every trial, seeds labelled, front first by accuracy."""
+    names = objective_names(study)
+    front = front_trials(study)
+    on_front = {t.number for t in front}
+    trials = study.get_trials(deepcopy=False) if all_trials else front
+    rows = [trial_row(t, names, t.number in on_front) for t in trials]
+    if not all_trials:
+        rows.sort(key=lambda r: -(r["accuracy"] or 0.0))
+    return rows
+
+
+def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: bool) -> Table:
+    """A rich table of ``rows`` (from `study_rows`)."""
+    kind = "all trials" if all_trials else "Pareto front"
+    table = Table(title=f"{study.study_name}: {kind} ({len(rows)})")
+    cols = ["#", "seed", "state", "top-1 %", "GFLOPs", "latency ms", "params M", "epochs"]
+    if all_trials:
+        cols += ["front", "reason"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("seed", "state", "reason") else "right")
+    for r in rows:
+        cells = [
+            str(r["number"]),
+            r["label"] or "",
+            r["state"].lower(),
+            _fmt(r["accuracy"], "{:.2f}"),
+            _fmt(r["gflops"], "{:.3f}"),
+            _fmt(r["latency_ms"], "{:.2f}"),
+            _fmt(r["params"] and r["params"] / 1e6, "{:.2f}"),
+            _fmt(r["epochs"], "{}"),
+        ]
+        if all_trials:
+            cells += ["*" if r["pareto"] else "", (r["reason"] or "")[:80]]
+        table.add_row(*cells)
+    return table
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else spec.format(value)
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    return {k: v for k, v in counts.items() if v}

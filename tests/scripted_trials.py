@@ -1,0 +1,47 @@
+"""Ray trainables with scripted outcomes, to test the Ray/Optuna bridge against every case.
+
+The real trainable (`dimsearch.search.trainable.run_trial`) is exercised end to end in
+test_search_run.py; here the *bridge* is under test, so each trial's behaviour is chosen by
+its sampled stage-1 depth, and the test checks that the study records exactly what happened.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+# s1.depth -> what the trial does
+BEHAVIOUR = {1: "good", 2: "good", 3: "raise", 4: "nan", 5: "die", 6: "oom"}
+EPOCHS = 4
+
+
+def behaviour(arch: dict) -> str:
+    return BEHAVIOUR[arch["stages"][0]["depth"]]
+
+
+def accuracy_of(arch: dict, epoch: int) -> float:
+    """Later trials are worse, so ASHA has something to stop; grows with the epoch."""
+    number = int(arch["name"].removeprefix("trial")) if arch["name"].startswith("trial") else 0
+    return 90.0 - 5.0 * number + epoch
+
+
+def scripted(config: dict) -> None:
+    from ray import tune
+
+    arch = config["arch"]
+    kind = behaviour(arch)
+    base = {"latency_ms": 1.5, "node": {"hostname": "test", "pid": os.getpid()}}
+    for epoch in range(1, EPOCHS + 1):
+        time.sleep(0.05)
+        # faults strike in epoch 1, before ASHA's first milestone could stop the trial
+        if kind == "raise" and epoch == 1:
+            raise RuntimeError(f"boom in epoch {epoch}")
+        if kind == "die" and epoch == 1:
+            os._exit(3)  # the worker process vanishes, as after a segfault or a kill
+        if kind == "oom" and epoch == 1:
+            import torch
+
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        acc = math.nan if kind == "nan" else accuracy_of(arch, epoch)
+        tune.report({"epoch": epoch, "accuracy": acc, "train_loss": 1.0 / epoch, **base})

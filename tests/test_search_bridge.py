@@ -1,0 +1,171 @@
+"""The Ray Tune <-> Optuna bridge: every trial ends in the state that matches what happened.
+
+Real Ray (a local cluster), real Optuna storage (sqlite); the trials' behaviour is scripted
+(see scripted_trials.py) so each outcome can be checked trial by trial.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+import scripted_trials
+from optuna.trial import TrialState
+from rich.console import Console
+
+from dimsearch.search import load_space
+from dimsearch.search.runner import run
+from dimsearch.search.study import Attr
+
+SPACE = """
+name: bridge
+target_img_size: 64
+num_classes: 10
+arch:
+  stages: 3
+  stem: patch
+  patch_size: 16
+  heads: {choices: [1, 2]}
+  head_dim: {choices: [8, 32]}
+  head_mult: 2
+  depth:
+    - {choices: [1, 2, 3, 4, 5, 6]}
+    - {choices: [1, 6]}
+    - {choices: [1, 4]}
+  sr: 1
+  pool: dwconv
+  pos: le
+  pos_at: stem
+  head: token
+budgets: {max_gflops: 5.0}
+seeds: [pit_ti]
+objectives: [accuracy, gflops, latency_ms]
+latency: {device: cpu, batch_size: 1, repeats: 1, warmup: 0}
+data: {kind: synthetic, img_size: 16, num_classes: 4, train_per_class: 8, val_per_class: 4}
+train: {epochs: 4, batch_size: 8}
+early_stopping: {kind: asha, grace_period: 1, reduction_factor: 2}
+sampler: {kind: tpe, seed: 3, n_startup_trials: 20}
+search: {trials: %(trials)d, max_concurrent: 2}
+resources: {cpus: 1, gpus: 0}
+"""
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(scripted_trials)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def _space(tmp_path: Path, trials: int):
+    path = tmp_path / "bridge.yaml"
+    path.write_text(textwrap.dedent(SPACE % {"trials": trials}))
+    return load_space(path)
+
+
+def _run(tmp_path: Path, trials: int, monkeypatch) -> tuple[optuna.Study, object]:
+    monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
+    storage = f"sqlite:///{tmp_path / 'bridge.db'}"
+    with open(tmp_path / "log.txt", "a") as log:
+        summary = run(
+            _space(tmp_path, trials),
+            storage=storage,
+            trials=trials,
+            console=Console(file=log, width=200),
+            trainable=scripted_trials.scripted,
+            shutdown_ray=False,
+        )
+    return optuna.load_study(study_name="bridge", storage=storage), summary
+
+
+def _trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that went to Ray (not rejected before training)."""
+    return [t for t in study.trials if Attr.RAY_TRIAL in t.user_attrs]
+
+
+def test_every_outcome_is_recorded_as_what_happened(tmp_path, monkeypatch, local_ray) -> None:
+    study, summary = _run(tmp_path, 14, monkeypatch)
+    assert all(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in study.trials
+    )
+    seen = set()
+    for t in _trained(study):
+        kind = scripted_trials.behaviour(t.user_attrs[Attr.ARCH])
+        seen.add(kind)
+        curve = t.user_attrs.get(Attr.CURVE, [])
+        if kind == "good":
+            if t.state == TrialState.COMPLETE:
+                # only a full proxy budget is COMPLETE, with the final epoch's accuracy
+                assert len(curve) == scripted_trials.EPOCHS == t.user_attrs[Attr.EPOCHS]
+                assert t.values[0] == curve[-1]
+                assert t.values[2] == 1.5  # latency from the report
+            else:
+                # stopped by ASHA: PRUNED, never COMPLETE, and the result that triggered the
+                # stop is kept, so the curve ends on an ASHA milestone (epoch 1 or 2)
+                assert t.state == TrialState.PRUNED
+                assert len(curve) in (1, 2)
+                assert "stopped early by the scheduler" in t.user_attrs[Attr.REASON]
+        else:
+            assert t.state == TrialState.FAIL, (kind, t.state)
+            reason = t.user_attrs[Attr.REASON]
+            expected = {
+                "raise": "boom in epoch 1",
+                "nan": "non-finite accuracy",
+                "oom": "OutOfMemoryError",
+                "die": "",
+            }[kind]
+            assert expected in reason
+            if kind == "die":
+                assert any(w in reason.lower() for w in ("died", "exit", "worker", "actor")), reason
+            if kind == "raise":
+                assert "RuntimeError" in t.user_attrs[Attr.ERROR]
+    assert seen == {"good", "raise", "nan", "die", "oom"}  # fixed by the sampler seed
+    assert any(
+        t.state == TrialState.PRUNED and Attr.RAY_TRIAL in t.user_attrs for t in study.trials
+    )
+    assert summary.counts["complete"] >= 1
+
+
+def test_rerun_resumes_without_duplicates(tmp_path, monkeypatch, local_ray) -> None:
+    first, _ = _run(tmp_path, 3, monkeypatch)
+    before = {t.number: (t.state, t.values, t.params) for t in first.trials}
+    assert [t.user_attrs.get(Attr.SEED) for t in first.trials].count("pit_ti") == 1
+
+    second, summary = _run(tmp_path, 3, monkeypatch)
+    assert summary.seeds_enqueued == []  # the seed is not enqueued twice
+    assert [t.user_attrs.get(Attr.SEED) for t in second.trials].count("pit_ti") == 1
+    after = {t.number: (t.state, t.values, t.params) for t in second.trials}
+    assert all(after[n] == v for n, v in before.items())  # nothing recorded was lost or changed
+    new = [t for t in second.trials if t.number not in before and Attr.RAY_TRIAL in t.user_attrs]
+    assert len(new) == 3
+    assert not [t for t in second.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_orphaned_running_trials_fail_with_a_reason_on_rerun(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'bridge.db'}"
+    study = optuna.create_study(
+        study_name="bridge", storage=storage, directions=["maximize", "minimize", "minimize"]
+    )
+    orphan = study.ask()  # what a driver killed mid-trial leaves behind
+    study2, summary = _run(tmp_path, 1, monkeypatch)
+    assert summary.recovered == [orphan.number]
+    t = study2.trials[orphan.number]
+    assert t.state == TrialState.FAIL
+    assert "left RUNNING by a driver that stopped" in t.user_attrs[Attr.REASON]
+    assert not [t for t in study2.trials if t.state == TrialState.RUNNING]
+
+
+def test_trainable_ray_pickles_is_a_plain_module_level_function() -> None:
+    import pickle
+
+    from dimsearch.search import trainable
+
+    assert pickle.loads(pickle.dumps(trainable.run_trial)) is trainable.run_trial
