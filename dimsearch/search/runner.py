@@ -174,6 +174,18 @@ def run(
     if seeds:
         live.event("start", f"enqueued seeds: {', '.join(seeds)}")
 
+    if total == 0:
+        live.event("warn", "nothing to run: no seeds pending and --trials 0")
+        return RunSummary(
+            space.name,
+            _storage_label(storage, space.name),
+            recovered,
+            seeds,
+            {"complete": 0, "pruned": 0, "failed": 0},
+            False,
+            time.time() - start,
+        )
+
     _init_ray(address, space)
     open_trials: dict = {}
     res = space.resources
@@ -242,13 +254,17 @@ def run(
         ray.shutdown()
     return RunSummary(
         study_name=space.name,
-        storage=str(storage or f"sqlite:///studies/{space.name}.db"),
+        storage=_storage_label(storage, space.name),
         recovered=recovered,
         seeds_enqueued=seeds,
         counts=dict(recorder.counts),
         interrupted=interrupted,
         seconds=time.time() - start,
     )
+
+
+def _storage_label(storage: str | None, name: str) -> str:
+    return storage or f"sqlite:///studies/{name}.db"
 
 
 class _quiet_ray_tune:

@@ -1,0 +1,483 @@
+"""The parameter vocabulary of a search space: what each ``arch:`` key means and accepts.
+
+A space declares every architecture parameter once, either as a constant or as an Optuna
+distribution (a `Spec`). `PARAMS` is the one table of the keys: validation messages, the
+table in ``docs/spaces.md``, the order `SearchSpace.sample` asks for parameters and the
+Optuna parameter names (``stages``, ``s2.depth``, ...) all come from it, so they cannot drift
+apart.
+
+Per-stage keys (``depth``, ``head_mult``, ``sr``, ``mlp_ratio``) expand into one declaration
+per possible stage, named ``s{i}.{key}``; that name is both the Optuna parameter and the
+dashboard column, so it has to stay stable across releases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dimsearch.config import HEAD_POOLS, KV_REDUCTIONS, POS_ENCODINGS, STEMS, TRANSITIONS
+from dimsearch.errors import SpaceError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["PARAMS", "POS_PLACEMENTS", "REQUIRED", "Param", "Spec", "Where", "parse_decl"]
+
+# Where a positional encoding goes: once on the stem's grid (stage 1 only, PiT) or on the
+# input grid of every stage (ResT).
+POS_PLACEMENTS = ("stem", "stages")
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()  # a vocabulary default meaning "the space must declare this key"
+
+
+# -- locations in the file -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Where:
+    """A key path inside one space file, so every error can say exactly where it is.
+
+    ``Where("spaces/pit.yaml") / "arch" / "depth" / "low"`` reads ``arch.depth.low``; an int
+    index reads ``arch.depth[2]``.
+    """
+
+    file: str
+    path: str = ""
+
+    def __truediv__(self, key: str | int) -> Where:
+        if isinstance(key, int):
+            return Where(self.file, f"{self.path}[{key}]")
+        return Where(self.file, f"{self.path}.{key}" if self.path else key)
+
+    def error(self, message: str) -> SpaceError:
+        """A `SpaceError` reading ``"<file>: <key path> <message>"``."""
+        if not self.path:
+            return SpaceError(f"{self.file}: {message}")
+        return SpaceError(f"{self.file}: {self.path} {message}")
+
+
+# -- value rules -----------------------------------------------------------------------------------
+
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (YAML's ``true`` must not pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def as_number(value: Any) -> Any:
+    """``"1e-6"`` -> ``1e-6``: PyYAML reads exponents without a dot as strings (YAML 1.1).
+
+    Anything that is not a numeric string comes back unchanged, for the rule to reject.
+    """
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ``arch:`` key of the vocabulary.
+
+    Attributes:
+        key: the YAML key (and, for a global key, the Optuna parameter name).
+        kind: ``int``, ``float``, ``bool`` or ``choice`` (a name from a `dimsearch.config`
+            table, e.g. ``TRANSITIONS``).
+        test, expected: the rule a value must pass, and how an error message states it.
+        doc: what it controls, for the docs table.
+        default: the constant used when a space omits the key, or `REQUIRED`.
+        first_stage: 0 for a global key; 1 or 2 for a per-stage key that exists from that stage
+            on (a stage-1 ``head_mult`` would mean nothing: stage 1's heads are ``heads``).
+        when: when the parameter is suggested (define-by-run conditions), for the docs table.
+    """
+
+    key: str
+    kind: str
+    test: Callable[[Any], bool]
+    expected: str
+    doc: str
+    default: Any = REQUIRED
+    first_stage: int = 0
+    when: str = "always"
+
+    @property
+    def per_stage(self) -> bool:
+        return self.first_stage > 0
+
+    def name(self, stage: int | None = None) -> str:
+        """The Optuna parameter name: ``key`` or ``s{stage}.{key}``."""
+        return f"s{stage}.{self.key}" if self.per_stage else self.key
+
+    def check(self, value: Any, where: Where) -> Any:
+        """The value, converted where YAML needs it (numeric strings for floats), or an error."""
+        if self.kind == "float":
+            value = as_number(value)
+        if not self.test(value):
+            raise where.error(f"must be {self.expected}, got {value!r}")
+        return value
+
+
+def _int(minimum: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: is_int(v) and v >= minimum), f"an integer >= {minimum}"
+
+
+def _number(test: Callable[[float], bool], expected: str) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: is_number(v) and test(v)), expected
+
+
+def _choice(names: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, str) and v in names), f"one of {list(names)}"
+
+
+_BOOL = (lambda v: isinstance(v, bool)), "true or false"
+_STAGE = "stage i exists"
+
+# The vocabulary, in the order `SearchSpace.sample` suggests (per-stage keys stage by stage).
+# Defaults are those of `ArchConfig`'s parts, so an omitted key means what the config means.
+_PARAM_LIST = (
+    Param("stages", "int", *_int(1), doc="number of stages"),
+    Param(
+        "stem",
+        "choice",
+        *_choice(STEMS),
+        doc="pixels-to-tokens step",
+        default="patch",
+    ),
+    Param(
+        "patch_size",
+        "int",
+        *_int(2),
+        default=16,
+        when="stem == patch",
+        doc="patch stem kernel; stride = patch_size // 2 (PiT's overlap), padding 0",
+    ),
+    Param("heads", "int", *_int(1), doc="attention heads of stage 1"),
+    Param("head_dim", "int", *_int(1), doc="width per head, the same in every stage"),
+    Param(
+        "head_mult",
+        "int",
+        *_int(1),
+        first_stage=2,
+        when=_STAGE,
+        doc="heads_i = heads_(i-1) * s{i}.head_mult",
+    ),
+    Param("depth", "int", *_int(1), first_stage=1, when=_STAGE, doc="blocks in stage i"),
+    Param(
+        "sr",
+        "int",
+        *_int(1),
+        default=1,
+        first_stage=1,
+        when=_STAGE,
+        doc="key/value spatial reduction of stage i (1 = none)",
+    ),
+    Param(
+        "mlp_ratio",
+        "float",
+        *_number(lambda v: v > 0, "a number > 0"),
+        default=4.0,
+        first_stage=1,
+        when=_STAGE,
+        doc="MLP hidden width / width, in stage i",
+    ),
+    Param(
+        "sr_kind",
+        "choice",
+        *_choice(KV_REDUCTIONS),
+        default="dwconv",
+        when="some stage has sr > 1",
+        doc="key/value reduction op of the stages with sr > 1",
+    ),
+    Param(
+        "head_mix",
+        "bool",
+        *_BOOL,
+        default=False,
+        when="some stage has heads > 1",
+        doc="ResT's head interaction, on every stage with more than one head",
+    ),
+    Param("qkv_bias", "bool", *_BOOL, default=True, doc="bias on the q/k/v projections"),
+    Param(
+        "pool",
+        "choice",
+        *_choice(TRANSITIONS),
+        default="dwconv",
+        when="stages > 1",
+        doc="transition between stages (stride 2)",
+    ),
+    Param(
+        "pos",
+        "choice",
+        *_choice(POS_ENCODINGS),
+        default="none",
+        doc="positional encoding",
+    ),
+    Param(
+        "pos_at",
+        "choice",
+        *_choice(POS_PLACEMENTS),
+        default="stem",
+        when="pos != none and stages > 1",
+        doc="`stem`: stage 1's input only; `stages`: every stage's input",
+    ),
+    Param(
+        "head",
+        "choice",
+        *_choice(HEAD_POOLS),
+        default="token",
+        doc="class token or global average pooling",
+    ),
+    Param(
+        "distilled",
+        "bool",
+        *_BOOL,
+        default=False,
+        when="head == token",
+        doc="a DeiT distillation token",
+    ),
+    Param(
+        "norm_eps",
+        "float",
+        *_number(lambda v: v > 0, "a number > 0"),
+        default=1e-6,
+        doc="LayerNorm epsilon (PiT 1e-6, ResT 1e-5)",
+    ),
+    Param(
+        "drop_path",
+        "float",
+        *_number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        default=0.0,
+        doc="stochastic depth rate (train.drop_path overrides it)",
+    ),
+)
+PARAMS: dict[str, Param] = {p.key: p for p in _PARAM_LIST}
+
+
+# -- declarations --------------------------------------------------------------------------------
+
+_RANGE_KEYS = ("low", "high", "step", "log")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One parameter declaration: a constant, a categorical, or an int/float range.
+
+    Attributes:
+        kind: ``const``, ``choices``, ``int`` or ``float``.
+        value: the constant (``const`` only).
+        choices: the options (``choices`` only), in the order written.
+        low, high, step, log: the range (``int``/``float`` only), as Optuna takes them.
+    """
+
+    kind: str
+    value: Any = None
+    choices: tuple[Any, ...] = ()
+    low: float | int | None = None
+    high: float | int | None = None
+    step: float | int | None = None
+    log: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        """A constant: never suggested, never an Optuna parameter."""
+        return self.kind == "const"
+
+    def suggest(self, trial: optuna.Trial | optuna.trial.FixedTrial, name: str) -> Any:
+        """The value for this trial (define-by-run: only called when the parameter applies)."""
+        if self.kind == "const":
+            return self.value
+        if self.kind == "choices":
+            return trial.suggest_categorical(name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(name, self.low, self.high, step=self.step or 1, log=self.log)
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+    def find(self, value: Any) -> tuple[bool, Any]:
+        """``(True, v)`` when ``value`` is in the declaration, ``v`` the exact value to suggest.
+
+        A float ``4.0`` matches a choice ``4``; the choice itself is returned so the Optuna
+        parameter is one of the declared options. ``True`` never matches ``1``.
+        """
+        if self.kind == "const":
+            return _same(self.value, value), self.value
+        if self.kind == "choices":
+            for c in self.choices:
+                if _same(c, value):
+                    return True, c
+            return False, None
+        if not is_number(value) or not self.low <= value <= self.high:
+            return False, None
+        if self.kind == "int":
+            ok = is_int(value) and (value - self.low) % (self.step or 1) == 0
+            return ok, value
+        if self.step is not None:
+            k = (value - self.low) / self.step
+            if abs(k - round(k)) > 1e-9:
+                return False, None
+        return True, float(value)
+
+    def describe(self) -> str:
+        """What the declaration allows, for error messages."""
+        if self.kind == "const":
+            return f"the constant {self.value!r}"
+        if self.kind == "choices":
+            return f"one of {list(self.choices)}"
+        what = "integers" if self.kind == "int" else "numbers"
+        extra = f" in steps of {self.step}" if self.step not in (None, 1) else ""
+        extra += " (log scale)" if self.log else ""
+        return f"{what} in [{self.low}, {self.high}]{extra}"
+
+    def upper(self) -> Any:
+        """The largest value the declaration can take (used for the stage count)."""
+        if self.kind == "const":
+            return self.value
+        if self.kind == "choices":
+            return max(self.choices)
+        return self.high
+
+    def to_yaml(self) -> Any:
+        """The declaration as written in a space file."""
+        if self.kind == "const":
+            return self.value
+        if self.kind == "choices":
+            return {"choices": list(self.choices)}
+        out: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.step is not None:
+            out["step"] = self.step
+        if self.log:
+            out["log"] = True
+        return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same sort: YAML's ``true`` must not match an option ``1``."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def parse_decl(param: Param, raw: Any, where: Where) -> Spec:
+    """One declaration (a scalar constant or a mapping), checked against the vocabulary."""
+    if isinstance(raw, Mapping):
+        return _parse_mapping(param, raw, where)
+    if isinstance(raw, list):
+        hint = (
+            "a list gives one declaration per stage, which only per-stage keys "
+            f"({', '.join(k for k, p in PARAMS.items() if p.per_stage)}) take"
+            if not param.per_stage
+            else "a per-stage list holds one declaration per stage, not nested lists"
+        )
+        raise where.error(
+            f"must be a constant, {{choices: [...]}} or {{low: .., high: ..}}; {hint}; "
+            f"for a categorical write {{choices: {raw}}}"
+        )
+    return Spec("const", value=_typed(param, param.check(raw, where)))
+
+
+def _typed(param: Param, value: Any) -> Any:
+    """Float keys hold floats (``mlp_ratio: 4`` -> 4.0), as the config and its JSON do."""
+    return float(value) if param.kind == "float" else value
+
+
+def _parse_mapping(param: Param, raw: Mapping[str, Any], where: Where) -> Spec:
+    keys = set(raw)
+    known = ("choices", *_RANGE_KEYS)
+    for key in raw:
+        if key not in known:
+            raise (where / str(key)).error(
+                f"is not a declaration key; a declaration is {{choices: [...]}} or "
+                f"{{low, high, step, log}} (known keys: {list(known)})"
+            )
+    if "choices" in keys:
+        if keys != {"choices"}:
+            raise where.error(
+                f"mixes `choices` with {sorted(keys - {'choices'})}: a declaration is either "
+                "a categorical {choices: [...]} or a range {low, high, step, log}"
+            )
+        return _parse_choices(param, raw["choices"], where / "choices")
+    if param.kind not in ("int", "float"):
+        raise where.error(
+            f"is a {param.kind} key: it takes a constant or {{choices: [...]}}, not a "
+            f"{{low, high}} range"
+        )
+    for key in ("low", "high"):
+        if key not in raw:
+            raise (where / key).error(
+                f"is missing: a range needs both `low` and `high` ({param.expected})"
+            )
+    return _parse_range(param, raw, where)
+
+
+def _parse_choices(param: Param, raw: Any, where: Where) -> Spec:
+    if not isinstance(raw, list):
+        raise where.error(f"must be a list of options ({param.expected} each), got {raw!r}")
+    if not raw:
+        raise where.error(f"must not be empty: give at least one option ({param.expected})")
+    out: list[Any] = []
+    for i, value in enumerate(raw):
+        value = _typed(param, param.check(value, where / i))
+        if any(_same(value, c) for c in out):
+            raise (where / i).error(f"repeats the option {value!r}")
+        out.append(value)
+    return Spec("choices", choices=tuple(out))
+
+
+def _parse_range(param: Param, raw: Mapping[str, Any], where: Where) -> Spec:
+    integer = param.kind == "int"
+    bounds = {}
+    for key in ("low", "high"):
+        value = raw[key] if integer else as_number(raw[key])
+        if not (is_int(value) if integer else is_number(value)):
+            kind = "an integer" if integer else "a number"
+            raise (where / key).error(f"must be {kind}, got {raw[key]!r}")
+        bounds[key] = param.check(value, where / key)
+    low, high = bounds["low"], bounds["high"]
+    if low > high:
+        raise (where / "low").error(
+            f"must be <= high: `low <= high` must hold, got (low={low}, high={high})"
+        )
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise (where / "log").error(f"must be true or false, got {log!r}")
+    step = raw.get("step")
+    if step is not None:
+        step = step if integer else as_number(step)
+        if not (is_int(step) if integer else is_number(step)) or step <= 0:
+            kind = "a positive integer" if integer else "a number > 0"
+            raise (where / "step").error(f"must be {kind}, got {raw['step']!r}")
+        if log and (step != 1 or not integer):
+            raise (where / "step").error(
+                f"cannot be combined with log: true (Optuna samples a log range without "
+                f"steps), got step={step}"
+            )
+        k = (high - low) / step
+        if abs(k - round(k)) > 1e-9:
+            raise (where / "step").error(
+                f"must divide high - low so `high` is reachable, got step={step}, "
+                f"low={low}, high={high}"
+            )
+    if log and low <= 0:
+        raise (where / "low").error(f"must be > 0 for a log range, got {low}")
+    if integer:
+        return Spec("int", low=low, high=high, step=step, log=log)
+    return Spec(
+        "float",
+        low=float(low),
+        high=float(high),
+        step=None if step is None else float(step),
+        log=log,
+    )

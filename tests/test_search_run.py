@@ -1,0 +1,203 @@
+"""`dimsearch run` / `show` end to end: the real trainable, real Ray, real sqlite studies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from dimsearch.cli import app
+from dimsearch.search.study import Attr
+
+ROOT = Path(__file__).resolve().parents[1]
+DIMSEARCH = [sys.executable, "-m", "dimsearch"]
+
+TINY = """
+name: tiny
+target_img_size: 64
+num_classes: 10
+arch:
+  stages: 3
+  stem: patch
+  patch_size: 16
+  heads: {choices: [1, 2]}
+  head_dim: {choices: [16, 32]}
+  head_mult: 2
+  depth:
+    - {choices: [1, 2]}
+    - {choices: [1, 6]}
+    - {choices: [1, 4]}
+  sr: 1
+  pool: {choices: [dwconv, avg, max]}
+  pos: {choices: [le, pa]}
+  pos_at: stem
+  head: token
+budgets: {max_gflops: 1.0}
+seeds: [pit_ti]
+objectives: [accuracy, gflops, latency_ms]
+latency: {device: cpu, batch_size: 1, repeats: 2, warmup: 1}
+data: {kind: synthetic, img_size: 16, num_classes: 4, train_per_class: 16, val_per_class: 8}
+train: {epochs: %(epochs)d, batch_size: 16}
+early_stopping: {kind: none}
+sampler: {kind: tpe, seed: 0, n_startup_trials: 4}
+search: {trials: %(trials)d, max_concurrent: %(concurrent)d}
+resources: {cpus: 1, gpus: 0}
+"""
+
+
+def write_space(path: Path, epochs: int = 2, trials: int = 2, concurrent: int = 2) -> Path:
+    path.write_text(
+        textwrap.dedent(TINY % {"epochs": epochs, "trials": trials, "concurrent": concurrent})
+    )
+    return path
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, DIMSEARCH_RAY_DIR=str(tmp_path / "ray"), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def test_run_then_show_with_the_real_trainable(tmp_path: Path) -> None:
+    space = write_space(tmp_path / "tiny.yaml")
+    proc = subprocess.run(
+        [*DIMSEARCH, "run", str(space)],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Pareto front" in proc.stdout
+    db = tmp_path / "studies" / "tiny.db"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    trained = [t for t in study.trials if Attr.RAY_TRIAL in t.user_attrs]
+    assert len(trained) == 3  # the seed and two samples
+    assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    seed = next(t for t in study.trials if t.user_attrs.get(Attr.SEED) == "pit_ti")
+    assert seed.state == TrialState.COMPLETE
+    ua = seed.user_attrs
+    # costs at the target resolution (64 px here), accuracy from the 16 px proxy
+    assert ua[Attr.TARGET_IMG] == 64 and ua[Attr.PROXY_IMG] == 16
+    # pit_ti with a 10-class head and its position map sized for a 7x7 grid (64 px)
+    assert ua[Attr.PARAMS] == 4_847_272 - 257 * 990 - 64 * (27 * 27 - 7 * 7)
+    assert ua[Attr.LATENCY]["device"] == "cpu" and ua[Attr.LATENCY_MS] > 0
+    assert len(ua[Attr.CURVE]) == 2 == ua[Attr.EPOCHS]
+    assert seed.values[0] == ua[Attr.CURVE][-1]
+    assert ua[Attr.NODE]["hostname"] == socket.gethostname()
+
+    # optuna's own CLI reads the same study
+    optuna_cli = shutil.which("optuna", path=str(Path(sys.executable).parent))
+    out = subprocess.run(
+        [
+            optuna_cli,
+            "trials",
+            "--storage",
+            f"sqlite:///{db}",
+            "--study-name",
+            "tiny",
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert len(json.loads(out.stdout)) == len(study.trials)
+
+    # `dimsearch show` marks the seed by name
+    os.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["show", "tiny", "--all", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert any(r["label"] == "PiT-Ti" for r in rows)
+    table = CliRunner().invoke(app, ["show", str(db)])
+    assert table.exit_code == 0 and "Pareto front" in table.output
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda t: t.replace("seeds: [pit_ti]", "seeds: [pit_nano]"), "seeds"),
+        (lambda t: t.replace("max_concurrent: 2", "max_concurrent: two"), "search.max_concurrent"),
+        (lambda t: t.replace("stages: 3", "stagez: 3"), "arch"),
+        (lambda t: t.replace("{max_gflops: 1.0}", "{max_gflops: 0.01}"), "budgets"),
+    ],
+)
+def test_bad_space_exits_2_and_creates_no_study(tmp_path: Path, monkeypatch, edit, needle) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(edit(textwrap.dedent(TINY % {"epochs": 1, "trials": 1, "concurrent": 2})))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["run", str(path)])
+    assert res.exit_code == 2, res.output
+    assert "tiny.yaml" in res.output and needle in res.output
+    assert not (tmp_path / "studies").exists()
+
+
+def test_show_of_a_missing_study_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["show", "nothing"])
+    assert res.exit_code == 2 and "no study 'nothing'" in res.output
+    assert not (tmp_path / "studies" / "nothing.db").exists()
+
+
+@pytest.mark.slow
+def test_killed_driver_leaves_no_running_trial_after_rerun(tmp_path: Path) -> None:
+    space = write_space(tmp_path / "tiny.yaml", epochs=40, trials=2, concurrent=1)
+    db = tmp_path / "studies" / "tiny.db"
+    proc = subprocess.Popen(
+        [*DIMSEARCH, "run", str(space)],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        running = None
+        while time.time() < deadline and running is None:
+            time.sleep(2)
+            if db.exists():
+                study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+                running = next(
+                    (
+                        t
+                        for t in study.trials
+                        if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE)
+                    ),
+                    None,
+                )
+        assert running is not None, "no trial started training within 5 minutes"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver dies without a chance to clean up
+        proc.wait()
+    rerun = subprocess.run(
+        [*DIMSEARCH, "run", str(write_space(space, epochs=1, trials=1)), "--trials", "0"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    orphan = study.trials[running.number]
+    assert orphan.state == TrialState.FAIL
+    assert "left RUNNING by a driver that stopped" in orphan.user_attrs[Attr.REASON]
+    assert orphan.user_attrs[Attr.CURVE]  # the epochs it did run are kept
