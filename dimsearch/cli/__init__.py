@@ -30,7 +30,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 
 # command modules register themselves on the apps above
-from dimsearch.cli import arch_cmds, search_cmds  # noqa: E402,F401
+from dimsearch.cli import arch_cmds, data_cmds, search_cmds  # noqa: E402,F401
 
 
 def main() -> None:
