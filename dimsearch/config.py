@@ -274,6 +274,11 @@ class ArchConfig:
                     f"multiplier, so `stages[{i + 1}].dim % stages[{i}].dim == 0` must hold, "
                     f"got {nxt.dim} and {prev.dim}"
                 )
+        if self.stem.kind == "conv3" and self.stages[0].dim < 2:
+            raise ArchError(
+                f"stem kind 'conv3' has a hidden width of dim // 2, so `stages[0].dim >= 2` must "
+                f"hold, got {self.stages[0].dim}"
+            )
         _check_positive("ArchConfig", "in_chans", self.in_chans)
         if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
             raise ArchError(f"ArchConfig.norm_eps must be > 0, got {self.norm_eps!r}")

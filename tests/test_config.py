@@ -83,3 +83,8 @@ def test_choice_tables_match_the_layer_tables() -> None:
     assert set(STEMS) == set(layers.STEMS)
     assert set(TRANSITIONS) == set(layers.TRANSITIONS)
     assert set(POS_ENCODINGS) == set(layers.POS_ENCODINGS)
+
+
+def test_conv3_stem_needs_a_hidden_width() -> None:
+    with pytest.raises(ArchError, match="`stages\\[0\\].dim >= 2` must hold, got 1"):
+        ArchConfig(stem=StemConfig("conv3"), stages=(StageConfig(1, 1, 1),))

@@ -201,3 +201,110 @@ def test_killed_driver_leaves_no_running_trial_after_rerun(tmp_path: Path) -> No
     assert orphan.state == TrialState.FAIL
     assert "left RUNNING by a driver that stopped" in orphan.user_attrs[Attr.REASON]
     assert orphan.user_attrs[Attr.CURVE]  # the epochs it did run are kept
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a `ray start --block` node by its PID (and its process group: raylet, gcs...)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
+    """A head and a worker node, each with one CPU and its own resource tag, started here.
+
+    Ray advertises a node by the host's own interface address even when told 127.0.0.1
+    (``resolve_ip_for_localhost``), so the traffic stays on this machine either way. The
+    cluster uses Ray's token authentication, as a shared cluster would.
+    """
+    import secrets
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--block"]
+    token = tmp_path / "ray_token"
+    token.write_text(secrets.token_hex(32))
+    env = dict(_env(tmp_path), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    nodes = []
+    try:
+        nodes.append(
+            subprocess.Popen(
+                [
+                    ray_bin,
+                    "start",
+                    "--head",
+                    f"--port={port}",
+                    "--include-dashboard=false",
+                    '--resources={"head_node": 1}',
+                    *common,
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        time.sleep(8)
+        nodes.append(
+            subprocess.Popen(
+                [
+                    ray_bin,
+                    "start",
+                    f"--address={address}",
+                    '--resources={"worker_node": 1}',
+                    *common,
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        space = write_space(tmp_path / "tiny.yaml", epochs=2, trials=3, concurrent=2)
+        deadline = time.time() + 120
+        while True:  # wait until both nodes have joined
+            probe = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import ray; ray.init(address='{address}', logging_level='ERROR');"
+                    "print(sum(n['Alive'] for n in ray.nodes()))",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if probe.stdout.strip().endswith("2") or time.time() > deadline:
+                break
+            time.sleep(3)
+        assert probe.stdout.strip().endswith("2"), probe.stdout + probe.stderr
+        proc = subprocess.run(
+            [*DIMSEARCH, "run", str(space), "--address", address],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finally:
+        for node in reversed(nodes):
+            _stop(node)
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/studies/tiny.db")
+    trained = [t for t in study.trials if Attr.RAY_TRIAL in t.user_attrs]
+    assert len(trained) == 4 and all(t.state == TrialState.COMPLETE for t in trained)
+    assert len({t.user_attrs[Attr.NODE]["node_id"] for t in trained}) == 2  # both nodes worked
+    assert all(node.poll() is not None for node in nodes)

@@ -80,7 +80,9 @@ class HViT(nn.Module):
     and the model is training, in which case it returns both (as timm's PiT does).
     """
 
-    def __init__(self, cfg: ArchConfig, num_classes: int = 1000, img_size: int = 224) -> None:
+    def __init__(
+        self, cfg: ArchConfig, num_classes: int = 1000, img_size: int | tuple[int, int] = 224
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
@@ -173,7 +175,9 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def build_model(cfg: ArchConfig, num_classes: int = 1000, img_size: int = 224) -> HViT:
+def build_model(
+    cfg: ArchConfig, num_classes: int = 1000, img_size: int | tuple[int, int] = 224
+) -> HViT:
     """Build the model described by ``cfg`` for inputs of ``img_size`` pixels.
 
     ``img_size`` sizes the learned position map (if any) and is checked against the
