@@ -1,0 +1,194 @@
+"""A study's COMPLETE trials as arrays: what the design-space statistics are computed on.
+
+Error = 100 - proxy accuracy (%) of COMPLETE trials; FLOPs = the ``gflops`` user attribute (at
+the target resolution). PRUNED trials are left out: their accuracy is from fewer epochs (or
+none at all, for budget rejections), so including them would mix two training budgets in one
+distribution; `DesignPoints.excluded` counts them, and FAIL and RUNNING trials, by state.
+
+Besides each trial's Optuna params, a few values are derived from the stored architecture so
+the statistics can ask about them too: total ``depth`` and each stage's width ``s{i}.width``
+(heads x head dim).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from dimsearch.errors import DimsearchError
+from dimsearch.search.study import Attr
+
+__all__ = [
+    "AnalysisError",
+    "DesignPoints",
+    "accuracy_index",
+    "choice_kinds",
+    "design_points",
+    "seed_label",
+    "study_points",
+]
+
+
+class AnalysisError(DimsearchError):
+    """The statistics asked for cannot be computed from these trials (the message says why)."""
+
+
+# -- trials to points ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DesignPoints:
+    """The COMPLETE trials of a study as arrays, ready for the statistics.
+
+    Attributes:
+        numbers: trial numbers.
+        errors: 100 - accuracy (%).
+        gflops: ``Attr.GFLOPS``.
+        values: per trial, its Optuna params plus derived quantities from the stored
+            architecture (``depth``: total blocks; ``s{i}.width``: stage width, i.e. heads x
+            head dim), where the params do not already name them.
+        labels: per trial, the zoo label of a seed (``PiT-Ti``) or ``""``.
+        excluded: trials left out, by reason (``pruned``, ``fail``, ``running``, ``no gflops``).
+    """
+
+    numbers: np.ndarray
+    errors: np.ndarray
+    gflops: np.ndarray
+    values: list[dict[str, Any]]
+    labels: list[str]
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.numbers.size)
+
+    def subset(self, mask: np.ndarray) -> DesignPoints:
+        keep = np.flatnonzero(mask)
+        return DesignPoints(
+            self.numbers[keep],
+            self.errors[keep],
+            self.gflops[keep],
+            [self.values[i] for i in keep],
+            [self.labels[i] for i in keep],
+            dict(self.excluded),
+        )
+
+
+def seed_label(name: str | None) -> str:
+    if not name:
+        return ""
+    from dimsearch import zoo
+
+    try:
+        return zoo.info(name).label
+    except DimsearchError:  # a seed the installed zoo no longer knows: show its name
+        return name
+
+
+def _derived(arch: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not arch or "stages" not in arch:
+        return {}
+    stages = arch["stages"]
+    out: dict[str, Any] = {"depth": sum(int(s["depth"]) for s in stages)}
+    for i, s in enumerate(stages, 1):
+        out[f"s{i}.width"] = int(s["dim"])
+    return out
+
+
+def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> DesignPoints:
+    """COMPLETE trials with an accuracy and a FLOPs figure, as `DesignPoints`.
+
+    Args:
+        trials: a study's trials (any states; only COMPLETE ones are kept, see the module
+            docstring for why PRUNED trials are not).
+        accuracy_index: position of ``accuracy`` among the study's objectives.
+    """
+    numbers, errors, flops, values, labels = [], [], [], [], []
+    excluded: dict[str, int] = {}
+    for t in trials:
+        if t.state != TrialState.COMPLETE or t.values is None:
+            key = t.state.name.lower()
+            excluded[key] = excluded.get(key, 0) + 1
+            continue
+        g = t.user_attrs.get(Attr.GFLOPS)
+        acc = t.values[accuracy_index]
+        if g is None or not g > 0 or acc is None or not math.isfinite(acc):
+            excluded["no gflops"] = excluded.get("no gflops", 0) + 1
+            continue
+        numbers.append(t.number)
+        errors.append(100.0 - float(acc))
+        flops.append(float(g))
+        values.append({**_derived(t.user_attrs.get(Attr.ARCH)), **t.params})
+        labels.append(seed_label(t.user_attrs.get(Attr.SEED)))
+    return DesignPoints(
+        np.asarray(numbers, dtype=int),
+        np.asarray(errors, dtype=float),
+        np.asarray(flops, dtype=float),
+        values,
+        labels,
+        excluded,
+    )
+
+
+def _param_order(name: str) -> tuple[int, str, int]:
+    """Global choices first (``stages``, ``depth``, ``heads``), then per-stage ones grouped by
+    key and ordered by stage (``s1.depth``, ``s2.depth``, ..., ``s2.head_mult``, ...)."""
+    stage, dot, key = name.partition(".")
+    if dot and stage[:1] == "s" and stage[1:].isdigit():
+        return (1, key, int(stage[1:]))
+    return (0, name, 0)
+
+
+def choice_kinds(points: DesignPoints, *, min_values: int = 2) -> tuple[list[str], list[str]]:
+    """(categorical, numeric) names worth analysing: at least ``min_values`` distinct values.
+
+    Numeric means every value is an int or float (bools are categorical), so ``heads`` (an
+    Optuna categorical over 1..4) gets a trend and ``pool`` gets EDFs.
+    """
+    seen: dict[str, set[Any]] = {}
+    for v in points.values:
+        for k, x in v.items():
+            seen.setdefault(k, set()).add(x)
+    categorical, numeric = [], []
+    for name in sorted(seen, key=_param_order):
+        vals = seen[name]
+        if len(vals) < min_values:
+            continue
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+            numeric.append(name)
+        else:
+            categorical.append(name)
+    return categorical, numeric
+
+
+# -- studies -------------------------------------------------------------------------------------
+
+
+def accuracy_index(study: optuna.Study) -> int:
+    """Where ``accuracy`` sits among the study's objectives.
+
+    By name (``Attr.OBJECTIVES``, as `dimsearch run` records it), else the first maximised
+    objective; a study without one cannot be analysed for error.
+    """
+    from dimsearch.search.show import objective_names
+
+    names = objective_names(study)
+    if "accuracy" in names:
+        return names.index("accuracy")
+    for i, d in enumerate(study.directions):
+        if d.name.lower() == "maximize":
+            return i
+    raise AnalysisError(
+        f"study {study.study_name!r} has no accuracy objective (objectives {names}, all "
+        f"minimised); error statistics need one"
+    )
+
+
+def study_points(study: optuna.Study) -> DesignPoints:
+    """`design_points` of a study's trials, accuracy found by `accuracy_index`."""
+    return design_points(study.get_trials(deepcopy=False), accuracy_index=accuracy_index(study))

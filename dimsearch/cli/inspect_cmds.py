@@ -1,0 +1,199 @@
+"""Commands that inspect a study and take results away: `dashboard`, `report`, `compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from dimsearch.cli import app
+from dimsearch.cli._common import console, user_errors
+from dimsearch.errors import DimsearchError
+
+if TYPE_CHECKING:
+    import optuna
+
+STUDY_HELP = "Space name, studies/<name>.db, or the space YAML."
+
+
+def _open(study: str, storage: str | None) -> optuna.Study:
+    from dimsearch.search.study import open_study, study_name_of
+
+    name, default_storage = study_name_of(study)
+    return open_study(name, storage or default_storage)
+
+
+def _artifact_dir(storage_url: str | None, name: str) -> Path:
+    """``studies/pit.db`` -> ``studies/pit.artifacts``: the files live beside the study."""
+    if storage_url and storage_url.startswith("sqlite:///"):
+        return Path(storage_url.removeprefix("sqlite:///")).with_suffix(".artifacts")
+    return Path("studies") / f"{name}.artifacts"
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise DimsearchError(
+            f"{what} must be comma-separated numbers, e.g. 0,3,50; got {text!r}"
+        ) from None
+
+
+@app.command()
+def dashboard(
+    study: str = typer.Argument(None, help=STUDY_HELP + " Omit to serve every study in --storage."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 exposes it)."),
+    port: int = typer.Option(8080, min=0, max=65535, help="TCP port; 0 picks a free one."),
+    storage: str = typer.Option(None, help="Optuna storage URL (default studies/<name>.db)."),
+    artifacts: Path = typer.Option(
+        None, help="Artifact directory (default: beside the study, studies/<name>.artifacts)."
+    ),
+) -> None:
+    """Open a study in optuna-dashboard, with architecture notes and the front's model code."""
+    from dimsearch.analysis.dashboard import prepare_dashboard, serve
+    from dimsearch.search.study import resolve_storage, study_name_of
+
+    with user_errors():
+        if study is None:
+            if storage is None:
+                found = sorted(p.name for p in Path("studies").glob("*.db"))
+                raise DimsearchError(
+                    "name a STUDY or give --storage"
+                    + (f" (studies here: {', '.join(found)})" if found else "")
+                )
+            import optuna
+
+            url = storage
+            st = resolve_storage(storage, "dashboard")
+            names = [s.study_name for s in optuna.get_all_study_summaries(st)]
+            studies = [optuna.load_study(study_name=n, storage=st) for n in names]
+            art = artifacts or _artifact_dir(url, "dashboard")
+        else:
+            name, default_storage = study_name_of(study)
+            url = storage or default_storage or f"sqlite:///studies/{name}.db"
+            studies = [_open(study, storage)]  # checks it exists before anything is served
+            st = resolve_storage(url, name)
+            art = artifacts or _artifact_dir(url, name)
+        for s in studies:
+            summary = prepare_dashboard(s, art)
+            console.print(
+                f"{summary.study}: notes {summary.notes_written} written, "
+                f"{summary.notes_unchanged} up to date; front artifacts "
+                f"{summary.artifacts_uploaded} attached, {summary.artifacts_unchanged} up to date "
+                f"({summary.exporter}) in {art}",
+                soft_wrap=True,
+            )
+
+    def ready(url: str) -> None:
+        if len(studies) == 1:
+            url += f"/studies/{studies[0]._study_id}"
+        console.print(f"dashboard: {url}  (Ctrl-C stops it)", soft_wrap=True)
+
+    serve(st, host=host, port=port, artifact_store=art, ready=ready)
+
+
+@app.command()
+def report(
+    study: str = typer.Argument(..., help=STUDY_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for index.html, PNGs, data.json."),
+    storage: str = typer.Option(None, help="Optuna storage URL (default studies/<name>.db)."),
+    reference: str = typer.Option(
+        None,
+        help="Hypervolume reference point, one value per objective in their units, e.g. "
+        "0,3,50 (default: worst completed values + 10% of their range).",
+    ),
+    bins: int = typer.Option(None, min=1, help="FLOPs bins of the complexity normalisation."),
+) -> None:
+    """Write a static HTML report of a study: fronts, hypervolume, importances, EDFs."""
+    from rich.table import Table
+
+    from dimsearch.analysis.report import write_report
+
+    with user_errors():
+        st = _open(study, storage)
+        rep = write_report(st, out, reference=_floats(reference, "--reference"), bins=bins)
+    s = rep.summary
+    table = Table(title=f"{s['study']}: report", show_header=False)
+    table.add_column("", style="dim")
+    table.add_column("")
+    table.add_row("trials", ", ".join(f"{v} {k}" for k, v in s["states"].items()))
+    if s["best"]:
+        b = s["best"]
+        table.add_row(
+            "best accuracy",
+            f"{b['accuracy']:.2f} % (trial {b['number']}"
+            + (f", {b['label']})" if b["label"] else ")"),
+        )
+    table.add_row("Pareto front", f"{s['front_size']} trials")
+    table.add_row("hypervolume", f"{s['hypervolume']:.4g}")
+    console.print(table)
+    for note in rep.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(
+        f"report: {rep.index} ({len(rep.images)} figures, numbers in {rep.data.name})",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def compare(
+    study_a: str = typer.Argument(..., help=STUDY_HELP),
+    study_b: str = typer.Argument(..., help=STUDY_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for compare.png and data."),
+    storage_a: str = typer.Option(None, help="Storage of STUDY_A (default studies/<name>.db)."),
+    storage_b: str = typer.Option(None, help="Storage of STUDY_B (default studies/<name>.db)."),
+    threshold: list[float] = typer.Option(
+        None,
+        help="Error threshold (%) for the table; repeat for several (default: pooled "
+        "10/25/50 % quantiles).",
+    ),
+    bins: int = typer.Option(None, min=1, help="FLOPs bins of the complexity normalisation."),
+) -> None:
+    """Compare two design spaces: their error EDFs, normalised to one FLOPs distribution."""
+    import json
+
+    from rich.table import Table
+
+    from dimsearch.analysis.edf import compare_points
+    from dimsearch.analysis.figures import plot_compare
+    from dimsearch.analysis.points import study_points
+
+    with user_errors():
+        a, b = _open(study_a, storage_a), _open(study_b, storage_b)
+        la, lb = a.study_name, b.study_name
+        if la == lb:
+            la, lb = study_a, study_b
+        cmp = compare_points(
+            {la: study_points(a), lb: study_points(b)}, thresholds=threshold or None, bins=bins
+        )
+        fig = plot_compare(cmp, Path(out) / "compare.png")
+    (Path(out) / "compare.json").write_text(json.dumps(fig.to_dict(), indent=1))
+    normed = cmp.normalization is not None
+    table = Table(title="error EDFs" + (" (complexity-normalised)" if normed else " (raw)"))
+    for col in ["study", "n", "n_eff", "mean error %", *(f"≤ {t:g} %" for t in cmp.thresholds)]:
+        table.add_column(col, justify="left" if col == "study" else "right")
+    for g in cmp.groups:
+        s = g.normalized if normed and g.normalized else g.raw
+        kind = "normalized" if normed and g.normalized else "raw"
+        fr = [cmp.fractions[g.value][t][kind] for t in cmp.thresholds]
+        table.add_row(
+            str(g.value),
+            str(g.raw.n),
+            f"{s.n_effective:.1f}",
+            f"{s.mean:.2f}",
+            *(f"{f:.0%}" for f in fr),
+        )
+    console.print(table)
+    if not normed:
+        console.print("[yellow]note:[/] the studies share no FLOPs bin; compared raw")
+    else:
+        dropped = {k: v for k, v in cmp.normalization.dropped.items() if v}
+        if dropped:
+            console.print(
+                "outside the common FLOPs range (weight 0): "
+                + ", ".join(f"{k}: {v}" for k, v in dropped.items())
+            )
+    console.print(f"compare: {fig.path}", soft_wrap=True)

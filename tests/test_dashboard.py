@@ -1,0 +1,219 @@
+"""`dimsearch dashboard`: notes and artifacts written once, and the real server answering.
+
+The server test starts the command in a subprocess on a free local port against a small real
+study, reads optuna-dashboard's JSON API, and stops the server at the end; where a Chromium is
+installed it also screenshots the study page (the Pareto-front plot) and checks it is not blank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from study_factory import OBJECTIVES, make_study
+from typer.testing import CliRunner
+
+import dimsearch.cli.inspect_cmds  # noqa: F401  (registers dashboard/report/compare on `app`)
+from dimsearch.analysis.dashboard import BEGIN, END, _merge, prepare_dashboard
+from dimsearch.cli import app
+from dimsearch.search.show import front_trials
+
+# the command as a user runs it, with the command module registered (until cli/__init__ does)
+_LAUNCH = "import dimsearch.cli.inspect_cmds; from dimsearch.cli import app; app()"
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = tmp_path_factory.mktemp("dash") / "pit.db"
+    make_study(db, samples=12)
+    return db
+
+
+def _load(db: Path) -> optuna.Study:
+    return optuna.load_study(study_name="pit", storage=f"sqlite:///{db}")
+
+
+def _note(study: optuna.Study, trial_id: int | None) -> str:
+    from optuna_dashboard import get_note
+
+    return get_note(study if trial_id is None else optuna.trial.Trial(study, trial_id))
+
+
+def test_merge_replaces_only_the_dimsearch_block() -> None:
+    block = f"{BEGIN}\nnew\n{END}"
+    assert _merge("", block) == block
+    assert _merge("my words", block) == f"{block}\n\nmy words"
+    old = f"{BEGIN}\nold\n{END}\n\nmy words"
+    assert _merge(old, block) == f"{block}\n\nmy words"
+    assert _merge(_merge(old, block), block) == _merge(old, block)
+
+
+def test_prepare_is_idempotent_and_keeps_what_people_wrote(tmp_path: Path) -> None:
+    db = tmp_path / "pit.db"
+    make_study(db, samples=6)
+    study = _load(db)
+    art = tmp_path / "pit.artifacts"
+    first = prepare_dashboard(study, art)
+    n = len(study.trials)
+    assert first.notes_written == n + 1 and first.notes_unchanged == 0
+    assert study.metric_names == OBJECTIVES
+    front = front_trials(study)
+    assert first.front == sorted(t.number for t in front)
+    assert first.artifacts_uploaded == 2 * len(front)  # model code + architecture JSON
+    assert first.skipped == []
+
+    seed = next(t for t in study.trials if t.user_attrs.get("seed") == "pit_ti")
+    note = _note(study, seed._trial_id)
+    assert "### Trial 0 · PiT-Ti (seed)" in note
+    assert "| 1 | 27×27 | 64 | 2 | 2 | full | le |" in note  # PiT-Ti's first stage at 224 px
+    pruned = [t for t in study.trials if t.state.name in ("PRUNED", "FAIL")]
+    for t in pruned:
+        assert "because:**" in _note(study, t._trial_id)
+
+    from optuna_dashboard import save_note
+
+    save_note(optuna.trial.Trial(study, seed._trial_id), note + "\n\nlooks promising")
+    again = prepare_dashboard(_load(db), art)
+    assert again.notes_written == 0 and again.notes_unchanged == n + 1
+    assert again.artifacts_uploaded == 0 and again.artifacts_unchanged == 2 * len(front)
+    kept = _note(study, seed._trial_id)
+    assert kept.count(BEGIN) == 1 and kept.endswith("looks promising")
+
+
+def _start(db: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCH, "dashboard", str(db), "--port", "0"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("dashboard: http://127.0.0.1:"):
+            return proc, line.split()[1]
+    proc.kill()
+    raise AssertionError("the dashboard did not start:\n" + "".join(lines))
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _screenshot(url: str, png: Path, profile: Path) -> None:
+    subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={png}",
+            "--window-size=1280,900",
+            "--virtual-time-budget=8000",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def _is_blank(png: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(png) as im:
+        rgb = im.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 16)
+        lo, hi = zip(*rgb.getextrema(), strict=True)
+    # a blank page is one colour (white) or a handful (a bare frame); the dashboard draws
+    # text, a header bar and a plot: many colours and the full range from dark to light
+    return (colours is not None and len(colours) < 50) or max(hi) - min(lo) < 100
+
+
+@pytest.fixture(scope="module")
+def server(study_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`dimsearch dashboard` running on a free port; yields its URL, stops it at the end."""
+    proc, url = _start(study_db, tmp_path_factory.mktemp("cwd"))
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_dashboard_serves_the_study_with_names_and_notes(study_db: Path, server: str) -> None:
+    base = server.split("/dashboard")[0]
+    summaries = _get(f"{base}/api/studies")["study_summaries"]
+    (entry,) = [s for s in summaries if s["study_name"] == "pit"]
+    assert entry["directions"] == ["maximize", "minimize", "minimize"]
+    assert server.endswith(f"/dashboard/studies/{entry['study_id']}")
+    detail = _get(f"{base}/api/studies/{entry['study_id']}")
+    assert detail["objective_names"] == OBJECTIVES
+    assert "### pit" in detail["note"]["body"]
+    notes = {t["number"]: t["note"]["body"] for t in detail["trials"]}
+    assert len(notes) == len(_load(study_db).trials)
+    assert all(body.startswith(BEGIN) and "### Trial" in body for body in notes.values())
+    assert "PiT-XS (seed)" in notes[1]
+    front = {t["number"] for t in detail["best_trials"]}
+    for t in detail["trials"]:
+        names = {a["filename"] for a in t["artifacts"]}
+        if t["number"] in front:
+            assert any(n.endswith(".py") for n in names), names
+        else:
+            assert not names
+    code_url = next(
+        f"{base}/artifacts/{entry['study_id']}/{t['trial_id']}/{a['artifact_id']}"
+        for t in detail["trials"]
+        for a in t["artifacts"]
+        if a["filename"].endswith(".py")
+    )
+    with urllib.request.urlopen(code_url, timeout=30) as r:
+        assert b"import torch" in r.read()
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium: install it to screenshot the page")
+def test_dashboard_pareto_page_screenshot_is_not_blank(server: str, tmp_path: Path) -> None:
+    png = tmp_path / "pareto.png"
+    _screenshot(server, png, tmp_path / "chromium-profile")  # the study page: Pareto front
+    assert png.stat().st_size > 10_000
+    assert not _is_blank(png)
+
+
+def test_dashboard_needs_a_study_or_a_storage(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["dashboard"])
+    assert res.exit_code == 2
+    assert "STUDY" in res.output
