@@ -308,3 +308,41 @@ def test_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     assert len(trained) == 4 and all(t.state == TrialState.COMPLETE for t in trained)
     assert len({t.user_attrs[Attr.NODE]["node_id"] for t in trained}) == 2  # both nodes worked
     assert all(node.poll() is not None for node in nodes)
+
+
+def _wait_for_training(db: Path, timeout: float = 300) -> optuna.trial.FrozenTrial:
+    """Poll the study until a trial is RUNNING and has reported at least one epoch."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(2)
+        if db.exists():
+            study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+            for t in study.trials:
+                if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE):
+                    return t
+    raise AssertionError(f"no trial started training within {timeout:.0f} s")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_gracefully_and_says_how_to_resume(tmp_path: Path) -> None:
+    space = write_space(tmp_path / "tiny.yaml", epochs=40, trials=2, concurrent=1)
+    db = tmp_path / "studies" / "tiny.db"
+    proc = subprocess.Popen(
+        [*DIMSEARCH, "run", str(space)], cwd=tmp_path, env=_env(tmp_path),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        running = _wait_for_training(db)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    said = " ".join(out.split())  # rich wraps long lines when not on a terminal
+    assert "interrupted" in said and f"resume with `dimsearch run {space}`" in said
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    stopped = study.trials[running.number]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs[Attr.REASON].startswith("interrupted")

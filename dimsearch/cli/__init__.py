@@ -30,7 +30,14 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 
 # command modules register themselves on the apps above
-from dimsearch.cli import arch_cmds, data_cmds, search_cmds  # noqa: E402,F401
+from dimsearch.cli import (  # noqa: E402,F401
+    arch_cmds,
+    data_cmds,
+    export_cmds,
+    inspect_cmds,
+    search_cmds,
+    train_cmds,
+)
 
 
 def main() -> None:

@@ -33,7 +33,8 @@ __all__ = ["RunSummary", "run"]
 
 
 class _Interrupt:
-    """First Ctrl-C: stop all trials gracefully (a Tune stopper sees the flag); second: abort.
+    """First Ctrl-C (or SIGTERM, as a batch scheduler sends): stop all trials gracefully (a
+    Tune stopper sees the flag); a second one aborts.
 
     Ray Tune's own handler would tell the user to resume through Ray; resuming is ours to
     explain (rerun `dimsearch run`), so Ray's handler is switched off while ours is installed.
@@ -41,7 +42,7 @@ class _Interrupt:
 
     def __init__(self) -> None:
         self.set = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
         import signal
@@ -49,20 +50,21 @@ class _Interrupt:
 
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
         import signal
 
         self.set = True
-        signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C aborts at once
+        signal.signal(signum, self._previous[signum])  # a second signal aborts at once
 
 
 @dataclass
@@ -116,6 +118,7 @@ def _init_ray(address: str | None, space: Any) -> None:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     else:
         ray.init(
+            address="local",  # a new local Ray, never a stale one found in /tmp/ray
             include_dashboard=False,
             log_to_driver=False,
             logging_level="ERROR",
@@ -241,11 +244,12 @@ def run(
             interrupted = True
         finally:
             interrupted = interrupted or interrupt.set
-            why = (
-                "interrupted: the run was stopped before this trial finished"
-                if interrupted
-                else "the run ended (time budget) before this trial finished"
-            )
+            if interrupted:
+                why = "interrupted: the run was stopped before this trial finished"
+            elif space.search.timeout_min:
+                why = f"the time budget ({space.search.timeout_min} min) ran out first"
+            else:
+                why = "the run ended before this trial finished"
             for n in recorder.close(why):
                 live.event("failed", f"trial {n}: {why}")
     if shutdown_ray and not address:

@@ -64,6 +64,9 @@ class Attr:
     NODE = "node"  # where it ran: hostname / ip / pid
     SECONDS = "seconds"  # wall time of the proxy training
     RAY_TRIAL = "ray_trial_id"
+    WEIGHTS = "weights"  # path of the proxy-trained state dict (COMPLETE trials)
+    PROXY_CLASSES = "proxy_num_classes"  # classifier width of those weights
+    PROXY_CHANNELS = "proxy_in_chans"
     # study-level
     SPACE = "space"
     LATENCY_KIND = "latency_device_kind"
