@@ -99,6 +99,16 @@ def test_run_then_show_with_the_real_trainable(tmp_path: Path) -> None:
     assert seed.values[0] == ua[Attr.CURVE][-1]
     assert ua[Attr.NODE]["hostname"] == socket.gethostname()
 
+    # the proxy-trained weights are kept and load into the proxy-sized model
+    import torch
+
+    from dimsearch import ArchConfig, build_model
+
+    state = torch.load(ua[Attr.WEIGHTS], weights_only=True)
+    proxy = build_model(ArchConfig.from_dict(ua[Attr.ARCH]), num_classes=4, img_size=16)
+    proxy.load_state_dict(state)
+    assert ua[Attr.PROXY_CLASSES] == 4 and ua[Attr.PROXY_CHANNELS] == 3
+
     # optuna's own CLI reads the same study
     optuna_cli = shutil.which("optuna", path=str(Path(sys.executable).parent))
     out = subprocess.run(

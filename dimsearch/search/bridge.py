@@ -20,6 +20,7 @@ crashed trials RUNNING. This bridge avoids each by construction:
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,6 +177,25 @@ class StudyRecorder(Callback):
         entry.results.append(_clean(result))
         set_trial_attrs(self.study, entry.trial._trial_id, self._progress_attrs(entry))
 
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        """The final epoch's weights: remember where Ray stored them."""
+        entry = self.open_trials.get(trial.trial_id)
+        path = getattr(checkpoint, "path", None)
+        if entry is None or not path:
+            return
+        last = entry.results[-1] if entry.results else {}
+        set_trial_attrs(
+            self.study,
+            entry.trial._trial_id,
+            {
+                Attr.WEIGHTS: os.path.join(path, "model.pt"),
+                Attr.PROXY_CLASSES: last.get("proxy_num_classes"),
+                Attr.PROXY_CHANNELS: last.get("proxy_in_chans"),
+            },
+        )
+
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self.on_step is not None:
             self.on_step()
@@ -296,6 +316,8 @@ def _clean(result: dict[str, Any]) -> dict[str, Any]:
         "epoch_seconds",
         "images_per_s",
         "over_budget",
+        Attr.PROXY_CLASSES,
+        Attr.PROXY_CHANNELS,
         Attr.LATENCY_MS,
         Attr.LATENCY,
         Attr.NODE,

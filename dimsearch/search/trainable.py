@@ -10,7 +10,9 @@ Reports, all with ``epoch`` (the scheduler's time axis) and ``accuracy`` (top-1,
 
 * epoch 0, only when the measured latency is over budget: ``over_budget`` says why, and the
   trial ends without training (the driver records it as PRUNED);
-* epochs 1..E: the held-out accuracy after each epoch, with the loss curve and timing.
+* epochs 1..E: the held-out accuracy after each epoch, with the loss curve and timing; the
+  last one carries the trained weights as a Ray checkpoint (``model.pt``, a state dict of
+  the proxy-sized model), which the driver records so `dimsearch export --weights` finds it.
 
 Every report carries the latency figure and where the trial ran.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 __all__ = ["run_trial", "trial_payload"]
@@ -102,19 +106,29 @@ def run_trial(config: dict[str, Any]) -> None:
         return
 
     data = load_data(DataConfig.from_dict(config["data"]))
+    train_cfg = TrainConfig.from_dict(config["train"])
+    base["proxy_num_classes"] = data.num_classes
+    base["proxy_in_chans"] = data.channels
+    final: dict[str, Any] = {}
 
     def report(ep: Any) -> None:
-        tune.report(
-            {
-                "epoch": ep.epoch,
-                "accuracy": ep.val_acc,
-                "train_loss": ep.train_loss,
-                "val_loss": ep.val_loss,
-                "lr": ep.lr,
-                "epoch_seconds": ep.seconds,
-                "images_per_s": ep.images_per_s,
-                **base,
-            }
-        )
+        metrics = {
+            "epoch": ep.epoch,
+            "accuracy": ep.val_acc,
+            "train_loss": ep.train_loss,
+            "val_loss": ep.val_loss,
+            "lr": ep.lr,
+            "epoch_seconds": ep.seconds,
+            "images_per_s": ep.images_per_s,
+            **base,
+        }
+        if ep.epoch == train_cfg.epochs:
+            final.update(metrics)  # reported below, together with the weights
+        else:
+            tune.report(metrics)
 
-    train_proxy(arch, data, TrainConfig.from_dict(config["train"]), device=device, report=report)
+    result = train_proxy(arch, data, train_cfg, device=device, report=report)
+    if final and result.model is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(result.model.state_dict(), Path(tmp) / "model.pt")
+            tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))

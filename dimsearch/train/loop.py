@@ -85,10 +85,17 @@ class TrainResult:
     seconds: float = 0.0
     stopped_early: bool = False
     device: str = "cpu"
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the curve as a list of dicts)."""
-        return dataclasses.asdict(self)
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("curve", "model")
+        }
+        out["curve"] = [e.to_dict() for e in self.curve]
+        return out
 
 
 def train_proxy(
@@ -146,6 +153,7 @@ def train_proxy(
             if report is not None and report(ep):
                 result.stopped_early = epoch < cfg.epochs
                 break
+    result.model = trainer.model.eval()
     result.epochs_run = len(result.curve)
     result.final_acc = result.curve[-1].val_acc
     result.best_acc = max(e.val_acc for e in result.curve)
