@@ -58,7 +58,13 @@ def local_ray():
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(scripted_trials)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
     yield
     ray.shutdown()
 
