@@ -22,12 +22,16 @@ from dataclasses import dataclass
 from dimsearch.config import ArchConfig, HeadConfig, StageConfig, StemConfig, TransitionConfig
 from dimsearch.errors import ArchError
 
-__all__ = ["ZooEntry", "entries", "get", "info", "names", "register"]
+__all__ = ["ZooEntry", "entries", "get", "info", "label", "names", "register", "timm_name"]
 
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A named fixed point: its config, family, label for plots and published accuracy."""
+    """A named fixed point: its config, family, label for plots and published accuracy.
+
+    ``timm`` names timm's implementation of the same model, where there is one (the PiT
+    family): the equivalence tests and the speed benchmarks compare against it.
+    """
 
     name: str
     family: str
@@ -35,18 +39,21 @@ class ZooEntry:
     cfg: ArchConfig
     top1: float | None
     source: str
+    timm: str | None = None
 
 
 _REGISTRY: dict[str, ZooEntry] = {}
 
 
-def register(family: str, label: str, top1: float | None, source: str) -> Callable:
+def register(
+    family: str, label: str, top1: float | None, source: str, timm: str | None = None
+) -> Callable:
     """Decorator: register a zero-argument function returning an `ArchConfig` under its name."""
 
     def wrap(fn: Callable[[], ArchConfig]) -> Callable[[], ArchConfig]:
         name = fn.__name__
         cfg = fn().replace(name=name)
-        _REGISTRY[name] = ZooEntry(name, family, label, cfg, top1, source)
+        _REGISTRY[name] = ZooEntry(name, family, label, cfg, top1, source, timm)
         return fn
 
     return wrap
@@ -72,6 +79,20 @@ def get(name: str) -> ArchConfig:
 
 def entries() -> list[ZooEntry]:
     return list(_REGISTRY.values())
+
+
+def label(name: str | None) -> str:
+    """The plot label of a zoo name (``pit_ti`` -> ``PiT-Ti``); unknown names come back as
+    they are (a study may name a seed an older or newer zoo had), ``None`` as ``""``."""
+    if not name:
+        return ""
+    entry = _REGISTRY.get(name)
+    return entry.label if entry else name
+
+
+def timm_name(name: str) -> str | None:
+    """timm's model name for zoo model ``name``, or None where timm has no twin."""
+    return info(name).timm
 
 
 # --- PiT ----------------------------------------------------------------------------------------
@@ -100,42 +121,42 @@ def _pit(
     )
 
 
-@register("pit", "PiT-Ti", 73.0, _PIT_PAPER)
+@register("pit", "PiT-Ti", 73.0, _PIT_PAPER, timm="pit_ti_224")
 def pit_ti() -> ArchConfig:
     return _pit(32, (2, 6, 4), (2, 4, 8), patch=16, stride=8)
 
 
-@register("pit", "PiT-XS", 78.1, _PIT_PAPER)
+@register("pit", "PiT-XS", 78.1, _PIT_PAPER, timm="pit_xs_224")
 def pit_xs() -> ArchConfig:
     return _pit(48, (2, 6, 4), (2, 4, 8), patch=16, stride=8)
 
 
-@register("pit", "PiT-S", 80.9, _PIT_PAPER)
+@register("pit", "PiT-S", 80.9, _PIT_PAPER, timm="pit_s_224")
 def pit_s() -> ArchConfig:
     return _pit(48, (2, 6, 4), (3, 6, 12), patch=16, stride=8)
 
 
-@register("pit", "PiT-B", 82.0, _PIT_PAPER)
+@register("pit", "PiT-B", 82.0, _PIT_PAPER, timm="pit_b_224")
 def pit_b() -> ArchConfig:
     return _pit(64, (3, 6, 4), (4, 8, 16), patch=14, stride=7)
 
 
-@register("pit", "PiT-Ti-dist", 74.6, _PIT_PAPER)
+@register("pit", "PiT-Ti-dist", 74.6, _PIT_PAPER, timm="pit_ti_distilled_224")
 def pit_ti_distilled() -> ArchConfig:
     return _pit(32, (2, 6, 4), (2, 4, 8), patch=16, stride=8, distilled=True)
 
 
-@register("pit", "PiT-XS-dist", 79.1, _PIT_PAPER)
+@register("pit", "PiT-XS-dist", 79.1, _PIT_PAPER, timm="pit_xs_distilled_224")
 def pit_xs_distilled() -> ArchConfig:
     return _pit(48, (2, 6, 4), (2, 4, 8), patch=16, stride=8, distilled=True)
 
 
-@register("pit", "PiT-S-dist", 81.9, _PIT_PAPER)
+@register("pit", "PiT-S-dist", 81.9, _PIT_PAPER, timm="pit_s_distilled_224")
 def pit_s_distilled() -> ArchConfig:
     return _pit(48, (2, 6, 4), (3, 6, 12), patch=16, stride=8, distilled=True)
 
 
-@register("pit", "PiT-B-dist", 84.0, _PIT_PAPER)
+@register("pit", "PiT-B-dist", 84.0, _PIT_PAPER, timm="pit_b_distilled_224")
 def pit_b_distilled() -> ArchConfig:
     return _pit(64, (3, 6, 4), (4, 8, 16), patch=14, stride=7, distilled=True)
 

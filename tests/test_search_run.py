@@ -338,8 +338,13 @@ def test_ctrl_c_stops_gracefully_and_says_how_to_resume(tmp_path: Path) -> None:
     space = write_space(tmp_path / "tiny.yaml", epochs=40, trials=2, concurrent=1)
     db = tmp_path / "studies" / "tiny.db"
     proc = subprocess.Popen(
-        [*DIMSEARCH, "run", str(space)], cwd=tmp_path, env=_env(tmp_path),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [*DIMSEARCH, "run", str(space)],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         running = _wait_for_training(db)

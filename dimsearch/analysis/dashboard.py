@@ -50,10 +50,10 @@ from dimsearch.analysis._describe import (
     stem_text,
     transitions_text,
 )
-from dimsearch.analysis.points import seed_label
 from dimsearch.errors import DimsearchError
 from dimsearch.search.show import front_trials, objective_names, state_counts
 from dimsearch.search.study import Attr
+from dimsearch.zoo import label as seed_label
 
 __all__ = ["DashboardSummary", "make_dashboard_server", "prepare_dashboard", "serve", "trial_note"]
 

@@ -34,9 +34,10 @@ from dimsearch.analysis.edf import (
     trend_by_value,
 )
 from dimsearch.analysis.hypervolume import HypervolumeHistory, hypervolume_history, nondominated
-from dimsearch.analysis.points import AnalysisError, DesignPoints, accuracy_index, seed_label
+from dimsearch.analysis.points import AnalysisError, DesignPoints, accuracy_index
 from dimsearch.search.show import front_trials, objective_names
 from dimsearch.search.study import Attr
+from dimsearch.zoo import label as seed_label
 
 __all__ = [
     "ChoiceFigure",

@@ -21,6 +21,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dimsearch import zoo
 from dimsearch.errors import DimsearchError
 from dimsearch.search.study import Attr
 
@@ -30,7 +31,6 @@ __all__ = [
     "accuracy_index",
     "choice_kinds",
     "design_points",
-    "seed_label",
     "study_points",
 ]
 
@@ -79,17 +79,6 @@ class DesignPoints:
         )
 
 
-def seed_label(name: str | None) -> str:
-    if not name:
-        return ""
-    from dimsearch import zoo
-
-    try:
-        return zoo.info(name).label
-    except DimsearchError:  # a seed the installed zoo no longer knows: show its name
-        return name
-
-
 def _derived(arch: Mapping[str, Any] | None) -> dict[str, Any]:
     if not arch or "stages" not in arch:
         return {}
@@ -124,7 +113,7 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
         errors.append(100.0 - float(acc))
         flops.append(float(g))
         values.append({**_derived(t.user_attrs.get(Attr.ARCH)), **t.params})
-        labels.append(seed_label(t.user_attrs.get(Attr.SEED)))
+        labels.append(zoo.label(t.user_attrs.get(Attr.SEED)))
     return DesignPoints(
         np.asarray(numbers, dtype=int),
         np.asarray(errors, dtype=float),

@@ -18,18 +18,6 @@ from dimsearch.errors import ArchError
 
 __all__ = ["GeneratorBench", "bench_generator"]
 
-# zoo name -> timm model name, for the fixed points timm also implements
-TIMM_TWINS = {
-    "pit_ti": "pit_ti_224",
-    "pit_xs": "pit_xs_224",
-    "pit_s": "pit_s_224",
-    "pit_b": "pit_b_224",
-    "pit_ti_distilled": "pit_ti_distilled_224",
-    "pit_xs_distilled": "pit_xs_distilled_224",
-    "pit_s_distilled": "pit_s_distilled_224",
-    "pit_b_distilled": "pit_b_distilled_224",
-}
-
 
 @dataclass
 class GeneratorBench:
@@ -88,8 +76,9 @@ def bench_generator(
 
     if rounds < 1 or repeats < 1:
         raise ArchError(f"rounds and repeats must be >= 1, got rounds={rounds}, repeats={repeats}")
-    if model not in TIMM_TWINS:
-        raise ArchError(f"no timm twin for {model!r}; choose from {sorted(TIMM_TWINS)}")
+    twins = [e.name for e in zoo.entries() if e.timm]
+    if model not in twins:
+        raise ArchError(f"no timm twin for {model!r}; choose from {twins}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     on_cuda = torch.device(device).type == "cuda"
     batch_size = batch_size or (128 if on_cuda else 8)
@@ -97,7 +86,7 @@ def bench_generator(
     amp = torch.bfloat16 if bf16 else None
 
     cfg = zoo.get(model)
-    reference = timm.create_model(TIMM_TWINS[model], img_size=img_size).eval()
+    reference = timm.create_model(zoo.timm_name(model), img_size=img_size).eval()
     ours = build_model(cfg, img_size=img_size).eval()
     ours.load_state_dict(convert_state_dict(reference.state_dict(), cfg, source="timm"))
 
@@ -119,7 +108,7 @@ def bench_generator(
             if result is None:
                 result = GeneratorBench(
                     model,
-                    TIMM_TWINS[model],
+                    zoo.timm_name(model),
                     lat.device,
                     lat.device_name,
                     batch_size,

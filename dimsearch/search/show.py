@@ -12,21 +12,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
+from dimsearch import zoo
 from dimsearch.search.study import Attr, pareto_front
 
 __all__ = ["front_trials", "study_table", "trial_row"]
-
-
-def _label(t: FrozenTrial) -> str:
-    seed = t.user_attrs.get(Attr.SEED)
-    if not seed:
-        return ""
-    from dimsearch import zoo
-
-    try:
-        return zoo.info(seed).label
-    except Exception:  # a seed the installed zoo no longer knows: show its name
-        return seed
 
 
 def front_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -52,7 +41,7 @@ def trial_row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any
         "number": t.number,
         "state": t.state.name,
         "seed": ua.get(Attr.SEED),
-        "label": _label(t),
+        "label": zoo.label(t.user_attrs.get(Attr.SEED)),
         "pareto": on_front,
         "params": ua.get(Attr.PARAMS),
         "gflops": ua.get(Attr.GFLOPS),
@@ -85,17 +74,17 @@ def study_rows(study: optuna.Study, *, all_trials: bool = False) -> list[dict[st
 
 
 def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: bool) -> Table:
-    """A rich table of ``rows`` (from `study_rows`)."""
+    """A rich table of ``rows`` (from `study_rows`); with ``all_trials`` a ``*`` after the
+    number marks the Pareto front, and the reasons follow in the table's caption."""
     kind = "all trials" if all_trials else "Pareto front"
     table = Table(title=f"{study.study_name}: {kind} ({len(rows)})")
-    cols = ["#", "seed", "state", "top-1 %", "GFLOPs", "latency ms", "params M", "epochs"]
-    if all_trials:
-        cols += ["front", "reason"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("seed", "state", "reason") else "right")
+    for c in ("#", "seed", "state", "top-1 %", "GFLOPs", "ms", "M params", "epochs"):
+        table.add_column(c, justify="left" if c in ("seed", "state") else "right", no_wrap=True)
+    reasons = []
     for r in rows:
-        cells = [
-            str(r["number"]),
+        mark = "*" if all_trials and r["pareto"] else ""
+        table.add_row(
+            f"{r['number']}{mark}",
             r["label"] or "",
             r["state"].lower(),
             _fmt(r["accuracy"], "{:.2f}"),
@@ -103,10 +92,12 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
             _fmt(r["latency_ms"], "{:.2f}"),
             _fmt(r["params"] and r["params"] / 1e6, "{:.2f}"),
             _fmt(r["epochs"], "{}"),
-        ]
-        if all_trials:
-            cells += ["*" if r["pareto"] else "", (r["reason"] or "")[:80]]
-        table.add_row(*cells)
+        )
+        if all_trials and r["reason"]:
+            reasons.append(f"#{r['number']} {r['state'].lower()}: {r['reason']}")
+    if reasons:
+        table.caption = "\n".join(reasons)
+        table.caption_justify = "left"
     return table
 
 

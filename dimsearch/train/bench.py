@@ -39,7 +39,7 @@ from dimsearch.train.step import (
     resolve_device,
 )
 
-__all__ = ["PEAK_FLOPS", "TIMM_EQUIVALENTS", "TrainBench", "bench_train", "peak_flops"]
+__all__ = ["PEAK_FLOPS", "TrainBench", "bench_train", "peak_flops"]
 
 # Dense bf16 tensor-core peaks (FLOP/s) from NVIDIA's data sheets, matched against
 # torch.cuda.get_device_name() in order (so "H100 PCIe" wins over "H100").
@@ -50,17 +50,6 @@ PEAK_FLOPS: tuple[tuple[str, float], ...] = (
     ("A100", 312e12),
 )
 
-# zoo name -> timm model name, for the plain-timm reference loop
-TIMM_EQUIVALENTS = {
-    "pit_ti": "pit_ti_224",
-    "pit_xs": "pit_xs_224",
-    "pit_s": "pit_s_224",
-    "pit_b": "pit_b_224",
-    "pit_ti_distilled": "pit_ti_distilled_224",
-    "pit_xs_distilled": "pit_xs_distilled_224",
-    "pit_s_distilled": "pit_s_distilled_224",
-    "pit_b_distilled": "pit_b_distilled_224",
-}
 
 # classes of the synthetic data (the data module's default) and batches it holds: enough
 # that the loader reshuffles now and then, small enough for a shared GPU
@@ -171,7 +160,7 @@ def bench_train(
         "random": lambda: trainer.step(x, y),
     }
     notes = []
-    timm_name = TIMM_EQUIVALENTS.get(model)
+    timm_name = zoo.info(model).timm
     timm_model = None
     if timm_name is None:
         notes.append(f"{model} has no timm equivalent (PiT only); the timm reference is skipped")
