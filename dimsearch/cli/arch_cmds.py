@@ -132,8 +132,8 @@ def bench_generator_cmd(
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     batch_size: int = typer.Option(None, "--batch", help="Default 128 on CUDA, 8 on CPU."),
     img_size: int = typer.Option(224, help="Input resolution."),
-    rounds: int = typer.Option(7, min=1, help="Alternating rounds."),
-    repeats: int = typer.Option(5, min=1, help="Timed passes per model per round."),
+    rounds: int = typer.Option(15, min=1, help="Alternating rounds."),
+    repeats: int = typer.Option(3, min=1, help="Timed passes per model per round."),
     as_json: bool = typer.Option(False, "--json", help="Also print the figures as JSON."),
 ) -> None:
     """Throughput of the generated model vs timm's, timed alternately in one process."""
@@ -152,6 +152,10 @@ def bench_generator_cmd(
         table.add_row(label, f"{d[f'{key}_median']:.1f}", f"{min(runs):.1f}", f"{max(runs):.1f}")
     console.print(table)
     verdict = "not slower" if res.ratio >= 1.0 else "SLOWER"
-    console.print(f"throughput ratio (ours / timm): {res.ratio:.3f}  -> {verdict}")
+    lo, hi = min(res.ratios), max(res.ratios)
+    console.print(
+        f"throughput ratio (ours / timm), median of {len(res.ratios)} paired rounds: "
+        f"{res.ratio:.3f} (range {lo:.3f}-{hi:.3f})  -> {verdict}"
+    )
     if as_json:
         console.print_json(json.dumps(d))

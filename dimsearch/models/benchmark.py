@@ -3,7 +3,7 @@
 The generated ``pit_*`` and timm's ``pit_*_224`` are loaded with the same weights (through
 `convert_state_dict`, so both compute the same function) and timed in one process,
 alternating round by round so that drift and noise on a shared machine hit both alike.
-The figure that matters is the ratio of median throughputs, ours / timm.
+The figure that matters is the median of the per-round throughput ratios, ours / timm.
 """
 
 from __future__ import annotations
@@ -35,14 +35,21 @@ class GeneratorBench:
     timm: list[float] = field(default_factory=list)
 
     @property
+    def ratios(self) -> list[float]:
+        """Per-round throughput ratios, ours / timm: each pair ran back to back, so drift of
+        a shared machine between rounds cancels out of the pair."""
+        return [a / b for a, b in zip(self.ours, self.timm, strict=True)]
+
+    @property
     def ratio(self) -> float:
-        """Median throughput of ours over timm's (>= 1.0: ours is not slower)."""
-        return statistics.median(self.ours) / statistics.median(self.timm)
+        """Median of the paired per-round ratios (>= 1.0: ours is not slower)."""
+        return statistics.median(self.ratios)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ours_median"] = statistics.median(self.ours)
         d["timm_median"] = statistics.median(self.timm)
+        d["ratios"] = self.ratios
         d["ratio"] = self.ratio
         return d
 
