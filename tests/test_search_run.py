@@ -165,18 +165,23 @@ def test_show_of_a_missing_study_is_a_clear_error(tmp_path: Path, monkeypatch) -
     assert not (tmp_path / "studies" / "nothing.db").exists()
 
 
+def _start_run(tmp_path: Path, space: Path, **output: object) -> subprocess.Popen:
+    """`dimsearch run SPACE` in the background, in its own process group (so a test can
+    signal or kill the driver and everything it started)."""
+    return subprocess.Popen(
+        [*DIMSEARCH, "run", str(space)],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        start_new_session=True,
+        **output,
+    )
+
+
 @pytest.mark.slow
 def test_killed_driver_leaves_no_running_trial_after_rerun(tmp_path: Path) -> None:
     space = write_space(tmp_path / "tiny.yaml", epochs=40, trials=2, concurrent=1)
     db = tmp_path / "studies" / "tiny.db"
-    proc = subprocess.Popen(
-        [*DIMSEARCH, "run", str(space)],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _start_run(tmp_path, space, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
         running = None
@@ -337,15 +342,7 @@ def _wait_for_training(db: Path, timeout: float = 300) -> optuna.trial.FrozenTri
 def test_ctrl_c_stops_gracefully_and_says_how_to_resume(tmp_path: Path) -> None:
     space = write_space(tmp_path / "tiny.yaml", epochs=40, trials=2, concurrent=1)
     db = tmp_path / "studies" / "tiny.db"
-    proc = subprocess.Popen(
-        [*DIMSEARCH, "run", str(space)],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start_run(tmp_path, space, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         running = _wait_for_training(db)
         proc.send_signal(signal.SIGINT)
