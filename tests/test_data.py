@@ -488,3 +488,14 @@ def test_cli_prepare_missing_root_exits_2_naming_it(tmp_path: Path) -> None:
     result = run_cli("--kind", "imagefolder", "--root", str(missing))
     assert result.exit_code == 2
     assert str(missing) in result.output.replace("\n", "")
+
+
+def test_gpu_budget_honours_a_shared_gpus_memory_fraction() -> None:
+    gib, gpu_budget = 2**30, loader_mod.gpu_budget
+    # alone on an 80 GiB GPU with 70 GiB free: half of the free memory
+    assert gpu_budget(70 * gib, 80 * gib, fraction=1.0, reserved=0) == 35 * gib
+    # a Ray trial with resources.gpus 0.25 that already holds 4 GiB: half of (20 - 4) GiB,
+    # although the device still shows 70 GiB free
+    assert gpu_budget(70 * gib, 80 * gib, fraction=0.25, reserved=4 * gib) == 8 * gib
+    # over its share already: nothing, never a negative budget
+    assert gpu_budget(70 * gib, 80 * gib, fraction=0.25, reserved=30 * gib) == 0

@@ -124,6 +124,46 @@ def test_every_kind_builds_and_runs(cfg) -> None:
     assert torch.isfinite(out).all()
 
 
+def _graph_breaks(model: torch.nn.Module, x: torch.Tensor) -> list[str]:
+    import torch._dynamo as dynamo
+
+    explained = dynamo.explain(model)(x)
+    return [str(b.reason) for b in explained.break_reasons]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [zoo.get("pit_ti_distilled"), zoo.get("rest_lite_paper"), *random_archs(4, seed=2)],
+    ids=["pit_ti_distilled", "rest_lite_paper", "rand0", "rand1", "rand2", "rand3"],
+)
+def test_training_forward_is_one_graph_for_torch_compile(cfg) -> None:
+    """A graph break would split ``torch.compile`` (used by GPU training) into pieces with
+    Python between them; every kind must trace whole, also when the learned position map is
+    resized for another input size."""
+    model = build_model(cfg, num_classes=5, img_size=64).train()
+    assert _graph_breaks(model, torch.randn(2, 3, 64, 64)) == []
+    assert _graph_breaks(model, torch.randn(2, 3, 80, 48)) == []
+
+
+@pytest.mark.slow
+def test_compiled_training_step_equals_eager() -> None:
+    """What ``train.compile`` runs on a GPU, checked on the CPU with inductor: same loss and
+    the same gradients as the eager model (about two minutes of compiling on two cores)."""
+    model = build_model(zoo.get("pit_ti"), num_classes=10, img_size=32).train()
+    compiled = torch.compile(model, fullgraph=True)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    grads = []
+    for forward in (model, compiled):
+        model.zero_grad()
+        loss = torch.nn.functional.cross_entropy(forward(x), y)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (eager_loss, eager_grads), (compiled_loss, compiled_grads) = grads
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-5)
+    for a, b in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_training_mode_backward_and_distilled_training_output() -> None:
     model = build_model(zoo.get("pit_ti_distilled"), num_classes=5, img_size=64).train()
     model.distilled_training = True
@@ -153,3 +193,27 @@ def test_reference_figures_are_the_test_data() -> None:
     ref = json.loads((DATA / "reference_figures.json").read_text())
     for name, figures in ref["models"].items():
         assert PARAMS[name] == figures["params"]
+
+
+def test_median_interval_is_the_order_statistic_interval() -> None:
+    from dimsearch.models.benchmark import median_interval
+
+    # 15 values: the 4th and 12th bracket the median with probability 1 - 2 * 576 / 2**15
+    low, high, coverage = median_interval([float(v) for v in range(15, 0, -1)])
+    assert (low, high) == (4.0, 12.0) and coverage == pytest.approx(1 - 2 * 576 / 2**15)
+    assert median_interval(list(range(1, 101)))[:2] == (40, 61)  # the textbook ranks
+    assert median_interval([1.0, 2.0, 3.0]) == (1.0, 3.0, 0.75)  # too few: whole range
+
+
+def test_bench_generator_times_both_models_in_pairs() -> None:
+    from dimsearch.models.benchmark import bench_generator
+
+    res = bench_generator("pit_ti", "cpu", batch_size=1, img_size=64, rounds=3, repeats=1)
+    d = res.to_dict()
+    assert (res.timm_model, res.device, res.dtype) == ("pit_ti_224", "cpu", "fp32")
+    assert len(res.ours) == len(res.timm) == len(d["ratios"]) == 3
+    assert d["ratios"] == pytest.approx([a / b for a, b in zip(res.ours, res.timm, strict=True)])
+    assert d["ratio_low"] <= d["ratio"] <= d["ratio_high"]
+    assert d["verdict"] in ("faster", "slower", "same within noise")
+    with pytest.raises(ArchError, match="no timm twin for 'rest_lite'"):
+        bench_generator("rest_lite", "cpu", rounds=1)

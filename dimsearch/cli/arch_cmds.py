@@ -151,11 +151,11 @@ def bench_generator_cmd(
     for label, key, runs in (("dimsearch", "ours", res.ours), ("timm", "timm", res.timm)):
         table.add_row(label, f"{d[f'{key}_median']:.1f}", f"{min(runs):.1f}", f"{max(runs):.1f}")
     console.print(table)
-    verdict = "not slower" if res.ratio >= 1.0 else "SLOWER"
-    lo, hi = min(res.ratios), max(res.ratios)
+    low, high, coverage = res.interval
     console.print(
         f"throughput ratio (ours / timm), median of {len(res.ratios)} paired rounds: "
-        f"{res.ratio:.3f} (range {lo:.3f}-{hi:.3f})  -> {verdict}"
+        f"{res.ratio:.3f}, {coverage:.0%} interval {low:.3f}-{high:.3f} "
+        f"(rounds {min(res.ratios):.3f}-{max(res.ratios):.3f})  -> {res.verdict}"
     )
     if as_json:
         console.print_json(json.dumps(d))

@@ -4,8 +4,9 @@ Proxy training runs many short trainings on small images, where a `DataLoader`'s
 Python work and worker processes cost more than the model. Here the whole uint8 split is
 copied to the device once (a 50k x 32 x 32 x 3 split is 150 MB); each epoch is one
 `torch.randperm` and every batch is a gather plus batched augmentation with tensor ops, on
-the device. When the split does not fit in free GPU memory it stays in pinned host memory
-and each batch is gathered there and copied with ``non_blocking``.
+the device. When the split does not fit in the GPU memory this process may use (see
+`gpu_budget`) it stays in pinned host memory and each batch is gathered there and copied
+with ``non_blocking``.
 
 Augmentations (`AUGMENTS`), applied to training batches only:
 
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from dimsearch.data.dataset import Split
 from dimsearch.errors import DataError
 
-__all__ = ["AUGMENTS", "RRC_RATIO", "RRC_SCALE", "DeviceLoader"]
+__all__ = ["AUGMENTS", "RRC_RATIO", "RRC_SCALE", "DeviceLoader", "gpu_budget"]
 
 # timm's default smallest area (0.08) often crops both parts of a 32 px image away.
 RRC_SCALE = (0.25, 1.0)
@@ -217,5 +218,21 @@ class DeviceLoader:
 
 
 def _fits_on_gpu(device: torch.device, split: Split) -> bool:
-    free, _ = torch.cuda.mem_get_info(device)
-    return split.images.nbytes + split.labels.nbytes <= _GPU_SHARE * free
+    free, total = torch.cuda.mem_get_info(device)
+    budget = gpu_budget(
+        free,
+        total,
+        fraction=torch.cuda.get_per_process_memory_fraction(device),
+        reserved=torch.cuda.memory_reserved(device),
+    )
+    return split.images.nbytes + split.labels.nbytes <= budget
+
+
+def gpu_budget(free: int, total: int, *, fraction: float, reserved: int) -> float:
+    """Bytes a resident split may take on a GPU: `_GPU_SHARE` of what this process can still
+    allocate. That is the device's free memory, but also no more than its per-process
+    fraction of the total minus what its caching allocator already holds: trials sharing a
+    GPU through Ray (``resources.gpus: 0.25``) each get such a fraction, and the free memory
+    of the whole device would overstate theirs."""
+    own = fraction * total - reserved
+    return _GPU_SHARE * max(0.0, min(float(free), own))

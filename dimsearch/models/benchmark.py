@@ -3,11 +3,15 @@
 The generated ``pit_*`` and timm's ``pit_*_224`` are loaded with the same weights (through
 `convert_state_dict`, so both compute the same function) and timed in one process,
 alternating round by round so that drift and noise on a shared machine hit both alike.
-The figure that matters is the median of the per-round throughput ratios, ours / timm.
+The figure that matters is the median of the per-round throughput ratios, ours / timm, with
+a distribution-free confidence interval for it: on a shared machine single rounds swing by
+tens of percent, and only an interval says whether a median below 1.0 means "slower" or
+"the same, within noise".
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,7 +20,31 @@ import torch
 
 from dimsearch.errors import ArchError
 
-__all__ = ["GeneratorBench", "bench_generator"]
+__all__ = ["GeneratorBench", "bench_generator", "median_interval"]
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Confidence interval for the median of ``values``, from order statistics alone.
+
+    The number of values below the true median is Binomial(n, 1/2) whatever the distribution,
+    so the k-th smallest and k-th largest values bracket it with probability
+    1 - 2 P(Binomial(n, 1/2) < k); k is the largest that keeps this at least ``confidence``.
+    With too few values for that (n < 6 at 95%) the interval is the whole range.
+
+    Returns:
+        (low, high, coverage): the interval and its exact coverage probability.
+    """
+    if not values:
+        raise ValueError("median_interval needs at least one value")
+    ordered, n = sorted(values), len(values)
+
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(math.comb(n, j) for j in range(k)) / 2**n
+
+    k = 1
+    while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= confidence:
+        k += 1
+    return ordered[k - 1], ordered[n - k], coverage(k)
 
 
 @dataclass
@@ -45,12 +73,25 @@ class GeneratorBench:
         """Median of the paired per-round ratios (>= 1.0: ours is not slower)."""
         return statistics.median(self.ratios)
 
+    @property
+    def interval(self) -> tuple[float, float, float]:
+        """95% confidence interval of `ratio` (see `median_interval`): (low, high, coverage)."""
+        return median_interval(self.ratios)
+
+    @property
+    def verdict(self) -> str:
+        """``faster`` or ``slower`` when the interval excludes 1.0, else ``same within noise``."""
+        low, high, _ = self.interval
+        return "faster" if low > 1.0 else "slower" if high < 1.0 else "same within noise"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ours_median"] = statistics.median(self.ours)
         d["timm_median"] = statistics.median(self.timm)
         d["ratios"] = self.ratios
         d["ratio"] = self.ratio
+        d["ratio_low"], d["ratio_high"], d["coverage"] = self.interval
+        d["verdict"] = self.verdict
         return d
 
 

@@ -146,7 +146,8 @@ class SearchSettings:
 
 @dataclass(frozen=True)
 class Resources:
-    """Ray resources of one trial; ``gpus`` may be a fraction below 1 (trials share a GPU)."""
+    """Ray resources of one trial; ``gpus`` may be a fraction below 1 (trials share a GPU, and
+    each trial is held to that fraction of the GPU's memory)."""
 
     cpus: float = 1.0
     gpus: float = 0.0

@@ -79,6 +79,10 @@ def run_trial(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(config["cpus"])))
     arch = ArchConfig.from_dict(config["arch"])
     device = "cuda" if config["gpus"] > 0 and torch.cuda.is_available() else "cpu"
+    if device == "cuda" and config["gpus"] < 1:
+        # Ray shares the GPU but not its memory: hold this trial to its share, so a large
+        # sample fails alone with an OOM (recorded) instead of starving its neighbours.
+        torch.cuda.set_per_process_memory_fraction(config["gpus"])
 
     lat_cfg = config["latency"]
     lat_device = lat_cfg.get("device", "cpu")

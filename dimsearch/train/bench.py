@@ -323,20 +323,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _macs(model: nn.Module, img_size: int) -> int:
-    """Multiply-adds of one image's forward pass."""
-    try:
-        from dimsearch.cost import count_flops  # fvcore, attention included; 1 FLOP = 1 MAC
-    except ImportError:
-        count_flops = None
-    if count_flops is not None:
-        return int(count_flops(model, img_size))
-    from torch.utils.flop_counter import FlopCounterMode
+    """Multiply-adds of one image's forward pass (fvcore, attention included)."""
+    from dimsearch.cost import count_flops
 
-    param = next(model.parameters())
-    x = torch.zeros(1, 3, img_size, img_size, device=param.device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
-    return counter.get_total_flops() // 2  # FlopCounterMode counts 2 FLOPs per multiply-add
+    return int(count_flops(model, img_size))
