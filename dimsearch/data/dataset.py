@@ -79,6 +79,48 @@ class ProxyData:
     class_names: list[str]
     info: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_cache(
+        cls,
+        arrays: dict[str, np.ndarray],
+        manifest: dict[str, Any],
+        cache_info: dict[str, Any],
+        *,
+        name: str,
+        kind: str,
+        source: str,
+        channels: int,
+    ) -> ProxyData:
+        """The dataset held by a packed cache (`dimsearch.data.cache.cached`'s answer).
+
+        The manifest supplies the class names, statistics and what was skipped when the
+        cache was built (``skipped_first``: records with a ``path``), so a reused cache
+        reports the same as a fresh one.
+        """
+        train = Split(arrays["train_images"], arrays["train_labels"])
+        val = Split(arrays["val_images"], arrays["val_labels"])
+        names = list(manifest["class_names"])
+        return cls(
+            name=name,
+            train=train,
+            val=val,
+            num_classes=len(names),
+            img_size=int(arrays["train_images"].shape[1]),
+            channels=channels,
+            mean=tuple(manifest["mean"]),
+            std=tuple(manifest["std"]),
+            class_names=names,
+            info={
+                "kind": kind,
+                "source": source,
+                "train_count": len(train),
+                "val_count": len(val),
+                "skipped_count": manifest["skipped_count"],
+                "skipped_first": [s["path"] for s in manifest["skipped_first"]],
+                **cache_info,
+            },
+        )
+
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 (N, H, W, C) images, in [0, 1] units.

@@ -23,7 +23,7 @@ import numpy as np
 from dimsearch.data._progress import progress_task
 from dimsearch.data.cache import CacheWriter, cached
 from dimsearch.data.config import DataConfig
-from dimsearch.data.dataset import ProxyData, Split, channel_stats
+from dimsearch.data.dataset import ProxyData, channel_stats
 from dimsearch.errors import DataError
 
 __all__ = ["DEFAULT_IDX_ROOT", "FASHION_MNIST_CLASSES", "IDX_FILES", "build_idx", "read_idx"]
@@ -190,26 +190,12 @@ def build_idx(cfg: DataConfig, progress: bool = False) -> ProxyData:
     arrays, manifest, cache_info = cached(
         cfg.cache_root(), "idx", source, options, digest.hexdigest(), build
     )
-    train = Split(arrays["train_images"], arrays["train_labels"])
-    val = Split(arrays["val_images"], arrays["val_labels"])
-    names = list(manifest["class_names"])
-    return ProxyData(
+    return ProxyData.from_cache(
+        arrays,
+        manifest,
+        cache_info,
         name=f"{root.name}-{cfg.img_size}px",
-        train=train,
-        val=val,
-        num_classes=len(names),
-        img_size=cfg.img_size,
+        kind="idx",
+        source=source,
         channels=1,
-        mean=tuple(manifest["mean"]),
-        std=tuple(manifest["std"]),
-        class_names=names,
-        info={
-            "kind": "idx",
-            "source": source,
-            "train_count": len(train),
-            "val_count": len(val),
-            "skipped_count": 0,
-            "skipped_first": [],
-            **cache_info,
-        },
     )

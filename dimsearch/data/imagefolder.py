@@ -30,7 +30,7 @@ from PIL import Image
 from dimsearch.data._progress import progress_task
 from dimsearch.data.cache import CacheWriter, cached
 from dimsearch.data.config import DataConfig
-from dimsearch.data.dataset import ProxyData, Split, channel_stats
+from dimsearch.data.dataset import ProxyData, channel_stats
 from dimsearch.errors import DataError
 
 __all__ = ["IMG_EXTENSIONS", "LAYOUT", "build_imagefolder", "decode_image", "scan"]
@@ -279,26 +279,12 @@ def build_imagefolder(cfg: DataConfig, progress: bool = False) -> ProxyData:
     if cfg.on_corrupt == "error" and manifest["skipped_count"]:
         first = manifest["skipped_first"][0]
         raise _corrupt_error(first["path"], f"{first['reason']}, when the cache was built")
-    train = Split(arrays["train_images"], arrays["train_labels"])
-    val = Split(arrays["val_images"], arrays["val_labels"])
-    names = manifest["class_names"]
-    return ProxyData(
-        name=f"{listing.root.name}-{len(names)}c-{cfg.img_size}px",
-        train=train,
-        val=val,
-        num_classes=len(names),
-        img_size=cfg.img_size,
+    return ProxyData.from_cache(
+        arrays,
+        manifest,
+        cache_info,
+        name=f"{listing.root.name}-{len(manifest['class_names'])}c-{cfg.img_size}px",
+        kind="imagefolder",
+        source=source,
         channels=3,
-        mean=tuple(manifest["mean"]),
-        std=tuple(manifest["std"]),
-        class_names=list(names),
-        info={
-            "kind": "imagefolder",
-            "source": source,
-            "train_count": len(train),
-            "val_count": len(val),
-            "skipped_count": manifest["skipped_count"],
-            "skipped_first": [s["path"] for s in manifest["skipped_first"]],
-            **cache_info,
-        },
     )
