@@ -132,8 +132,10 @@ def bench_generator_cmd(
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     batch_size: int = typer.Option(None, "--batch", help="Default 128 on CUDA, 8 on CPU."),
     img_size: int = typer.Option(224, help="Input resolution."),
-    rounds: int = typer.Option(15, min=1, help="Alternating rounds."),
-    repeats: int = typer.Option(3, min=1, help="Timed passes per model per round."),
+    rounds: int = typer.Option(41, min=1, help="Rounds, each one paired ratio."),
+    repeats: int = typer.Option(
+        3, min=1, help="Timed passes per model per round, alternating with the other's."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Also print the figures as JSON."),
 ) -> None:
     """Throughput of the generated model vs timm's, timed alternately in one process."""

@@ -2,7 +2,10 @@
 
 The generated ``pit_*`` and timm's ``pit_*_224`` are loaded with the same weights (through
 `convert_state_dict`, so both compute the same function) and timed in one process,
-alternating round by round so that drift and noise on a shared machine hit both alike.
+alternating pass by pass (ours, timm, timm, ours, ...) so that drift and noise on a shared
+machine hit both alike; a round's figure is the median of its passes per model. Timing a
+few passes of one model and then a few of the other was not enough on a shared VM: two
+runs of that design gave non-overlapping intervals.
 The figure that matters is the median of the per-round throughput ratios, ours / timm, with
 a distribution-free confidence interval for it: on a shared machine single rounds swing by
 tens of percent, and only an interval says whether a median below 1.0 means "slower" or
@@ -14,13 +17,19 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dimsearch.errors import ArchError
 
+if TYPE_CHECKING:
+    from dimsearch.cost import LatencyResult
+
 __all__ = ["GeneratorBench", "bench_generator", "median_interval"]
+
+# untimed passes of each model before the first round
+_WARMUP = 5
 
 
 def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -100,19 +109,19 @@ def bench_generator(
     device: str | None = None,
     batch_size: int | None = None,
     img_size: int = 224,
-    rounds: int = 7,
-    repeats: int = 5,
+    rounds: int = 41,
+    repeats: int = 3,
     bf16: bool | None = None,
 ) -> GeneratorBench:
-    """Time the generated model against timm's implementation, alternating rounds.
+    """Time the generated model against timm's implementation, alternating pass by pass.
 
     Args:
         model: a zoo name with a timm twin (the PiT family).
         device: ``"cpu"`` or ``"cuda"``; default CUDA when available.
         batch_size: default 128 on CUDA (the PiT paper's throughput batch), 8 on CPU.
         img_size: input resolution.
-        rounds: alternating rounds; each times ``repeats`` forward passes per model.
-        repeats: timed forward passes per model per round.
+        rounds: rounds, each giving one paired ratio.
+        repeats: timed forward passes per model per round, interleaved with the other's.
         bf16: bf16 autocast (default on for CUDA, off for CPU).
     """
     import timm
@@ -138,31 +147,32 @@ def bench_generator(
     ours = build_model(cfg, img_size=img_size).eval()
     ours.load_state_dict(convert_state_dict(reference.state_dict(), cfg, source="timm"))
 
-    result: GeneratorBench | None = None
+    def one_pass(net: torch.nn.Module, warmup: int = 0) -> LatencyResult:
+        return measure_latency(
+            net, device, batch_size, img_size, warmup=warmup, repeats=1, amp_dtype=amp
+        )
+
+    # untimed warm-up (allocator, kernel choice, caches); the result names the device
+    lat = one_pass(ours, warmup=_WARMUP)
+    one_pass(reference, warmup=_WARMUP)
+    result = GeneratorBench(
+        model,
+        zoo.timm_name(model),
+        lat.device,
+        lat.device_name,
+        batch_size,
+        img_size,
+        "bf16" if bf16 else "fp32",
+        rounds,
+    )
     for r in range(rounds):
-        pair = [("ours", ours), ("timm", reference)]
-        if r % 2:  # alternate who goes first, so neither always runs on a warmer machine
-            pair.reverse()
-        for label, net in pair:
-            lat = measure_latency(
-                net,
-                device,
-                batch_size,
-                img_size,
-                warmup=2 if r else 5,
-                repeats=repeats,
-                amp_dtype=amp,
-            )
-            if result is None:
-                result = GeneratorBench(
-                    model,
-                    zoo.timm_name(model),
-                    lat.device,
-                    lat.device_name,
-                    batch_size,
-                    img_size,
-                    "bf16" if bf16 else "fp32",
-                    rounds,
-                )
-            getattr(result, label).append(lat.throughput)
-    return result  # type: ignore[return-value]  # rounds >= 1, so it was set
+        ms: dict[str, list[float]] = {"ours": [], "timm": []}
+        for j in range(repeats):
+            pair = [("ours", ours), ("timm", reference)]
+            if (r * repeats + j) % 2:  # alternate who goes first, pass by pass
+                pair.reverse()
+            for label, net in pair:
+                ms[label].append(one_pass(net).median_ms)
+        for label, times in ms.items():
+            getattr(result, label).append(1000.0 * batch_size / statistics.median(times))
+    return result
