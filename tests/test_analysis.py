@@ -14,7 +14,6 @@ from optuna.trial import TrialState
 from study_factory import make_study
 from typer.testing import CliRunner
 
-import dimsearch.cli.inspect_cmds  # noqa: F401  (registers dashboard/report/compare on `app`)
 from dimsearch.analysis import edf
 from dimsearch.analysis import figures as F
 from dimsearch.analysis import points as P

@@ -22,13 +22,12 @@ import pytest
 from study_factory import OBJECTIVES, make_study
 from typer.testing import CliRunner
 
-import dimsearch.cli.inspect_cmds  # noqa: F401  (registers dashboard/report/compare on `app`)
 from dimsearch.analysis.dashboard import BEGIN, END, _merge, prepare_dashboard
 from dimsearch.cli import app
 from dimsearch.search.show import front_trials
 
-# the command as a user runs it, with the command module registered (until cli/__init__ does)
-_LAUNCH = "import dimsearch.cli.inspect_cmds; from dimsearch.cli import app; app()"
+# the command as a user runs it
+DIMSEARCH = [sys.executable, "-m", "dimsearch"]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +92,7 @@ def test_prepare_is_idempotent_and_keeps_what_people_wrote(tmp_path: Path) -> No
 def _start(db: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _LAUNCH, "dashboard", str(db), "--port", "0"],
+        [*DIMSEARCH, "dashboard", str(db), "--port", "0"],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

@@ -451,7 +451,6 @@ def test_loader_rejects_unknown_augment_and_keeps_a_lone_batch() -> None:
 def run_cli(*args: str):
     from typer.testing import CliRunner
 
-    import dimsearch.cli.data_cmds  # noqa: F401  (registers `data prepare` until cli imports it)
     from dimsearch.cli import app
 
     return CliRunner().invoke(app, ["data", "prepare", *args], env={"COLUMNS": "200"})

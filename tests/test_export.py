@@ -26,7 +26,6 @@ from conftest import random_archs
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-import dimsearch.cli.export_cmds  # noqa: F401  (registers `export` until cli/__init__ imports it)
 from dimsearch import build_model, cost, zoo
 from dimsearch.cli import app
 from dimsearch.config import ArchConfig, HeadConfig, StageConfig, StemConfig, TransitionConfig
