@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,8 +147,8 @@ class StageConfig:
         _check_bool("stage", "head_interaction", self.head_interaction)
         if self.dim % self.heads:
             raise ArchError(f"`dim % heads == 0` must hold, got dim={self.dim}, heads={self.heads}")
-        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)):
-            raise ArchError(f"stage.mlp_ratio must be a number, got {self.mlp_ratio!r}")
+        if not _finite_number(self.mlp_ratio):
+            raise ArchError(f"stage.mlp_ratio must be a finite number, got {self.mlp_ratio!r}")
         if int(self.dim * self.mlp_ratio) < 1:
             raise ArchError(
                 f"`int(dim * mlp_ratio) >= 1` must hold, got dim={self.dim}, "
@@ -280,8 +281,10 @@ class ArchConfig:
                 f"hold, got {self.stages[0].dim}"
             )
         _check_positive("ArchConfig", "in_chans", self.in_chans)
-        if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
-            raise ArchError(f"ArchConfig.norm_eps must be > 0, got {self.norm_eps!r}")
+        if not (_finite_number(self.norm_eps) and self.norm_eps > 0):
+            raise ArchError(
+                f"ArchConfig.norm_eps must be a finite number > 0, got {self.norm_eps!r}"
+            )
         if not (isinstance(self.drop_path_rate, (int, float)) and 0 <= self.drop_path_rate < 1):
             raise ArchError(
                 f"ArchConfig.drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}"
@@ -357,6 +360,9 @@ class ArchConfig:
         _reject_unknown("ArchConfig", data, cls)
         if "stages" not in data:
             raise ArchError("ArchConfig dict is missing the required key 'stages'")
+        for key in ("stages", "transitions"):
+            if not isinstance(data.get(key, ()), (list, tuple)):
+                raise ArchError(f"ArchConfig.{key} must be a list, got {data[key]!r}")
         stages = [_sub(StageConfig, f"stages[{i}]", s) for i, s in enumerate(data["stages"])]
         transitions = [
             _sub(TransitionConfig, f"transitions[{i}]", t)
@@ -378,6 +384,11 @@ class ArchConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _finite_number(value: Any) -> bool:
+    """A real number (not a bool) that is neither infinite nor NaN: it ends up in code."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _reject_unknown(owner: str, data: Mapping[str, Any], cls: type) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -391,6 +402,14 @@ def _sub(cls: type, owner: str, data: Any) -> Any:
     if not isinstance(data, Mapping):
         raise ArchError(f"{owner} must be a mapping, got {type(data).__name__}")
     _reject_unknown(owner, data, cls)
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ArchError(f"{owner} is missing the required keys {missing}")
     try:
         return cls(**data)
     except ArchError as err:

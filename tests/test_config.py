@@ -77,6 +77,30 @@ def test_from_dict_rejects_unknown_keys_by_name() -> None:
         ArchConfig.from_dict(d)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("stages", 0, "mlp_ratio", float("inf")), r"stage.mlp_ratio must be a finite number"),
+        (("stages", 0, "mlp_ratio", float("nan")), r"stage.mlp_ratio must be a finite number"),
+        ((None, None, "norm_eps", float("inf")), r"norm_eps must be a finite number > 0"),
+        (("stages", 2, "dim", None), r"stages\[2\] is missing the required keys \['dim'\]"),
+        ((None, None, "stages", 3), r"ArchConfig.stages must be a list, got 3"),
+    ],
+)
+def test_from_dict_refuses_a_broken_record_with_an_arch_error(change, message) -> None:
+    """A stored trial's ``arch`` may be edited by hand; every way of breaking it is an
+    `ArchError` naming the key (export and show rely on that), never a TypeError later."""
+    d = zoo.get("pit_ti").to_dict()
+    part, index, key, value = change
+    target = d if part is None else d[part][index]
+    if value is None:
+        del target[key]
+    else:
+        target[key] = value
+    with pytest.raises(ArchError, match=message):
+        ArchConfig.from_dict(d)
+
+
 def test_choice_tables_match_the_layer_tables() -> None:
     from dimsearch import layers
 
