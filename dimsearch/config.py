@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dimsearch._values import is_int, is_number
 from dimsearch.errors import ArchError
 
 __all__ = [
@@ -67,7 +67,7 @@ def _check_choice(owner: str, name: str, value: str, choices: Sequence[str]) -> 
 
 
 def _check_positive(owner: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ArchError(f"{owner}.{name} must be a positive integer, got {value!r}")
 
 
@@ -147,7 +147,7 @@ class StageConfig:
         _check_bool("stage", "head_interaction", self.head_interaction)
         if self.dim % self.heads:
             raise ArchError(f"`dim % heads == 0` must hold, got dim={self.dim}, heads={self.heads}")
-        if not _finite_number(self.mlp_ratio):
+        if not is_number(self.mlp_ratio):
             raise ArchError(f"stage.mlp_ratio must be a finite number, got {self.mlp_ratio!r}")
         if int(self.dim * self.mlp_ratio) < 1:
             raise ArchError(
@@ -281,7 +281,7 @@ class ArchConfig:
                 f"hold, got {self.stages[0].dim}"
             )
         _check_positive("ArchConfig", "in_chans", self.in_chans)
-        if not (_finite_number(self.norm_eps) and self.norm_eps > 0):
+        if not (is_number(self.norm_eps) and self.norm_eps > 0):
             raise ArchError(
                 f"ArchConfig.norm_eps must be a finite number > 0, got {self.norm_eps!r}"
             )
@@ -382,11 +382,6 @@ class ArchConfig:
     def replace(self, **changes: Any) -> ArchConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
-
-
-def _finite_number(value: Any) -> bool:
-    """A real number (not a bool) that is neither infinite nor NaN: it ends up in code."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _reject_unknown(owner: str, data: Mapping[str, Any], cls: type) -> None:

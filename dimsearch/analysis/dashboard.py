@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tempfile
 import uuid
 import warnings
@@ -41,6 +40,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dimsearch._values import is_number
 from dimsearch.analysis._describe import (
     STAGE_COLUMNS,
     arch_line,
@@ -94,7 +94,7 @@ class DashboardSummary:
 
 
 def _num(value: Any, spec: str) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value):
         return spec.format(value)
     return "–"
 

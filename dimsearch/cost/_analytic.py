@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from dimsearch._values import is_int
 from dimsearch.config import ArchConfig, StageConfig, StemConfig, TransitionConfig, conv_out
 
 __all__ = ["CostEstimate", "PartCost", "estimate"]
@@ -107,7 +108,7 @@ def estimate(
         ArchError: if the geometry is impossible at this size (a grid below 1x1).
         ValueError: if ``num_classes`` is negative.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+    if not is_int(num_classes) or num_classes < 0:
         raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     grids = cfg.grids(size)  # raises ArchError on impossible geometry

@@ -14,6 +14,7 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from dimsearch._values import is_int
 from dimsearch.cost._inputs import image_size
 from dimsearch.cost._inputs import in_chans as _model_in_chans
 
@@ -95,7 +96,7 @@ def count_flops(
     """
     import torch
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     h, w = image_size(img_size)
     channels = _model_in_chans(model) if in_chans is None else in_chans

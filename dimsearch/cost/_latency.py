@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from dimsearch._values import is_int
 from dimsearch.cost._inputs import image_size
 from dimsearch.cost._inputs import in_chans as _model_in_chans
 
@@ -123,7 +124,7 @@ def measure_latency(
 
 
 def _check_count(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dimsearch._values import is_int
 from dimsearch.errors import DataError
 
 __all__ = ["DEFAULT_CACHE_DIR", "KINDS", "ON_CORRUPT", "DataConfig", "default_cache_dir"]
@@ -45,10 +46,6 @@ _FIELDS: dict[str, tuple[str, str]] = {
 _CHOICES = {"kind": KINDS, "on_corrupt": ON_CORRUPT}
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _value_ok(name: str, value: Any) -> bool:
     rule = _FIELDS[name][0]
     if rule.endswith("?") and value is None:
@@ -56,13 +53,13 @@ def _value_ok(name: str, value: Any) -> bool:
     if rule == "choice":
         return isinstance(value, str) and value in _CHOICES[name]
     if rule == "size":
-        return _is_int(value) and _MIN_IMG_SIZE <= value <= _MAX_IMG_SIZE
+        return is_int(value) and _MIN_IMG_SIZE <= value <= _MAX_IMG_SIZE
     if rule == "positive?":
-        return _is_int(value) and value >= 1
+        return is_int(value) and value >= 1
     if rule == "path?":
         return isinstance(value, str) and value != ""
     if rule == "seed":
-        return _is_int(value) and value >= 0
+        return is_int(value) and value >= 0
     raise AssertionError(f"unknown rule {rule!r}")  # a bug in _FIELDS, not user input
 
 

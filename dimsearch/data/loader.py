@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dimsearch._values import is_int
 from dimsearch.data.dataset import Split
 from dimsearch.errors import DataError
 
@@ -157,7 +158,7 @@ class DeviceLoader:
     ) -> None:
         if augment not in AUGMENTS:
             raise DataError(f"augment must be one of {list(AUGMENTS)}, got {augment!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
         if len(split) == 0:
             raise DataError("cannot iterate an empty split")

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from dimsearch._values import is_int
 from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError, DimsearchError
 from dimsearch.search.study import Attr
@@ -151,7 +152,7 @@ def _space_int(study: optuna.Study, key: str, default: int) -> int:
     value = space.get(key) if isinstance(space, dict) else None
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ExportError(f"study attr {Attr.SPACE}.{key} must be a positive integer: {value!r}")
     return value
 
@@ -164,10 +165,10 @@ def _latency_device(trial: FrozenTrial) -> str | None:
     if info.get("device_name"):
         parts.append(safe_text(info["device_name"], 60))
     batch = info.get("batch_size")
-    if isinstance(batch, int) and not isinstance(batch, bool):
+    if is_int(batch):
         parts.append(f"batch {batch}")
     threads = info.get("num_threads")
-    if isinstance(threads, int) and not isinstance(threads, bool):
+    if is_int(threads):
         parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
     return ", ".join(parts) or None
 

@@ -25,6 +25,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from dimsearch._values import is_int
 from dimsearch.config import ArchConfig, StageConfig
 from dimsearch.export import _templates
 from dimsearch.export._record import ExportError, ProxyWeights, TrialRecord
@@ -65,7 +66,7 @@ def class_name(study: str, number: int) -> str:
 
 
 def _int(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ExportError(f"expected an integer for generated code, got {value!r}")
     return repr(int(value))
 

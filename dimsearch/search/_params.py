@@ -13,11 +13,11 @@ dashboard column, so it has to stay stable across releases.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dimsearch._values import is_int, is_number
 from dimsearch.config import HEAD_POOLS, KV_REDUCTIONS, POS_ENCODINGS, STEMS, TRANSITIONS
 from dimsearch.errors import SpaceError
 
@@ -66,16 +66,6 @@ class Where:
 
 
 # -- value rules -----------------------------------------------------------------------------------
-
-
-def is_int(value: Any) -> bool:
-    """An int that is not a bool (YAML's ``true`` must not pass as 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def as_number(value: Any) -> Any:

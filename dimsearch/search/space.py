@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from dimsearch._values import is_int, is_number
 from dimsearch.config import ArchConfig, HeadConfig, StageConfig, StemConfig, TransitionConfig
 from dimsearch.errors import ArchError, DataError, SpaceError, TrainingError
 from dimsearch.search._params import (
@@ -39,8 +40,6 @@ from dimsearch.search._params import (
     Spec,
     Where,
     as_number,
-    is_int,
-    is_number,
     parse_decl,
 )
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dimsearch._values import is_int
 from dimsearch.errors import TrainingError
 from dimsearch.train.config import TrainConfig
 from dimsearch.train.step import (
@@ -212,7 +213,7 @@ def bench_train(
 def _check_counts(**counts: int) -> None:
     for name, n in counts.items():
         minimum = 0 if name == "warmup_steps" else 1
-        if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
+        if not is_int(n) or n < minimum:
             raise TrainingError(f"bench {name} must be an integer >= {minimum}, got {n!r}")
 
 

@@ -9,11 +9,11 @@ high learning rates make early spikes likely; a clipped step keeps the trial ali
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dimsearch._values import is_int, is_number
 from dimsearch.errors import TrainingError
 
 __all__ = ["AMP_MODES", "AUGMENTS", "TrainConfig"]
@@ -118,33 +118,25 @@ class TrainConfig:
 # -- field rules ---------------------------------------------------------------------------------
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 # (test, what was expected) per setting; the message reads "train.<key> must be <expected>"
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
-    "lr": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "warmup_epochs": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "min_lr": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "label_smoothing": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "mixup": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
-    "cutmix": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
-    "drop_path": (lambda v: v is None or (_is_number(v) and 0 <= v < 1), "null or in [0, 1)"),
-    "clip_grad": (lambda v: v is None or (_is_number(v) and v > 0), "null or a number > 0"),
+    "epochs": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "warmup_epochs": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "min_lr": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "label_smoothing": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "mixup": (lambda v: is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
+    "cutmix": (lambda v: is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
+    "drop_path": (lambda v: v is None or (is_number(v) and 0 <= v < 1), "null or in [0, 1)"),
+    "clip_grad": (lambda v: v is None or (is_number(v) and v > 0), "null or a number > 0"),
     "augment": (lambda v: v in AUGMENTS, f"one of {list(AUGMENTS)}"),
     "amp": (lambda v: v in AMP_MODES, f"one of {list(AMP_MODES)}"),
     "compile": (lambda v: isinstance(v, bool), "true or false"),
     "channels_last": (lambda v: isinstance(v, bool), "true or false"),
-    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "num_threads": (lambda v: v is None or (_is_int(v) and v >= 1), "null or a positive integer"),
+    "seed": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
+    "num_threads": (lambda v: v is None or (is_int(v) and v >= 1), "null or a positive integer"),
 }
 
 _FLOATS = {"lr", "weight_decay", "warmup_epochs", "min_lr", "label_smoothing", "mixup", "cutmix"}
@@ -178,6 +170,6 @@ def _coerce(key: str, value: Any) -> Any:
             return float(value)
         except ValueError:
             return value  # left for the rule to reject with the expected type
-    if _is_int(value):
+    if is_int(value):
         return float(value)
     return value
