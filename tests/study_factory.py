@@ -47,7 +47,7 @@ def latency_of(cfg) -> float:
 
 def make_study(
     path: Path,
-    space_file: str = "spaces/pit.yaml",
+    space_file: str | Path = Path(__file__).resolve().parents[1] / "spaces" / "pit.yaml",
     *,
     samples: int = 24,
     seed: int = 0,

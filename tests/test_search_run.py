@@ -70,7 +70,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_run_then_show_with_the_real_trainable(tmp_path: Path) -> None:
+def test_run_then_show_with_the_real_trainable(tmp_path: Path, monkeypatch) -> None:
     space = write_space(tmp_path / "tiny.yaml")
     proc = subprocess.run(
         [*DIMSEARCH, "run", str(space)],
@@ -130,7 +130,7 @@ def test_run_then_show_with_the_real_trainable(tmp_path: Path) -> None:
     assert len(json.loads(out.stdout)) == len(study.trials)
 
     # `dimsearch show` marks the seed by name
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test, unlike os.chdir
     res = CliRunner().invoke(app, ["show", "tiny", "--all", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)

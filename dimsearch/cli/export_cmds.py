@@ -38,15 +38,15 @@ def export_cmd(
 ) -> None:
     """Write trials of STUDY as standalone PyTorch files (torch only, architecture as code)."""
     from dimsearch.export import Constraints, default_out_dir, export_trials, select_trials
-    from dimsearch.search.study import open_study, study_name_of
+    from dimsearch.search.study import open_study, study_file, study_name_of
 
     with user_errors():
         name, default_storage = study_name_of(study)
         st = open_study(name, storage or default_storage)
         limits = Constraints(max_gflops, max_latency_ms, max_params)
         trials = select_trials(st, trial=trial, pick=pick, pareto=pareto, constraints=limits)
-        url = storage or default_storage or f"sqlite:///studies/{name}.db"
-        near = [Path(url.removeprefix("sqlite:///")).parent] if url.startswith("sqlite:///") else []
+        file = study_file(storage or default_storage, name)
+        near = [file.parent] if file else []
         files = export_trials(
             st, trials, out or default_out_dir(name), weights=weights, weights_dirs=near
         )

@@ -26,9 +26,10 @@ def _open(study: str, storage: str | None) -> optuna.Study:
 
 def _artifact_dir(storage_url: str | None, name: str) -> Path:
     """``studies/pit.db`` -> ``studies/pit.artifacts``: the files live beside the study."""
-    if storage_url and storage_url.startswith("sqlite:///"):
-        return Path(storage_url.removeprefix("sqlite:///")).with_suffix(".artifacts")
-    return Path("studies") / f"{name}.artifacts"
+    from dimsearch.search.study import STUDIES_DIR, study_file
+
+    file = study_file(storage_url, name)  # None for a server or journal storage
+    return file.with_suffix(".artifacts") if file else STUDIES_DIR / f"{name}.artifacts"
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:
@@ -54,7 +55,7 @@ def dashboard(
 ) -> None:
     """Open a study in optuna-dashboard, with architecture notes and the front's model code."""
     from dimsearch.analysis.dashboard import prepare_dashboard, serve
-    from dimsearch.search.study import resolve_storage, study_name_of
+    from dimsearch.search.study import resolve_storage, storage_url, study_name_of
 
     with user_errors():
         if study is None:
@@ -73,7 +74,7 @@ def dashboard(
             art = artifacts or _artifact_dir(url, "dashboard")
         else:
             name, default_storage = study_name_of(study)
-            url = storage or default_storage or f"sqlite:///studies/{name}.db"
+            url = storage_url(storage or default_storage, name)
             studies = [_open(study, storage)]  # checks it exists before anything is served
             st = resolve_storage(url, name)
             art = artifacts or _artifact_dir(url, name)

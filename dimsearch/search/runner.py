@@ -27,6 +27,7 @@ from dimsearch.search.study import (
     recover_orphans,
     resolve_storage,
     seeds_present,
+    storage_url,
 )
 
 __all__ = ["RunSummary", "run"]
@@ -181,7 +182,7 @@ def run(
         live.event("warn", "nothing to run: no seeds pending and --trials 0")
         return RunSummary(
             space.name,
-            _storage_label(storage, space.name),
+            storage_url(storage, space.name),
             recovered,
             seeds,
             {"complete": 0, "pruned": 0, "failed": 0},
@@ -258,17 +259,13 @@ def run(
         ray.shutdown()
     return RunSummary(
         study_name=space.name,
-        storage=_storage_label(storage, space.name),
+        storage=storage_url(storage, space.name),
         recovered=recovered,
         seeds_enqueued=seeds,
         counts=dict(recorder.counts),
         interrupted=interrupted,
         seconds=time.time() - start,
     )
-
-
-def _storage_label(storage: str | None, name: str) -> str:
-    return storage or f"sqlite:///studies/{name}.db"
 
 
 class _quiet_ray_tune:

@@ -73,12 +73,24 @@ class Attr:
     OBJECTIVES = "objectives"
 
 
+def storage_url(storage: str | None, name: str) -> str:
+    """The storage study ``name`` lives in: as given, else the default sqlite file."""
+    return storage or f"sqlite:///{STUDIES_DIR / f'{name}.db'}"
+
+
+def study_file(storage: str | None, name: str) -> Path | None:
+    """The sqlite file of study ``name`` (None for other storages): weights and dashboard
+    artifacts are looked for beside it."""
+    url = storage_url(storage, name)
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def resolve_storage(storage: str | None, name: str) -> str | optuna.storages.BaseStorage:
     """Storage for study ``name``: default ``sqlite:///studies/<name>.db``; any SQLAlchemy URL;
     or a path ending in ``.log``/``.jsonl`` for Optuna's journal file storage (NFS-friendly)."""
     if storage is None:
         STUDIES_DIR.mkdir(exist_ok=True)
-        storage = f"sqlite:///{STUDIES_DIR / f'{name}.db'}"
+        storage = storage_url(None, name)
     if "://" not in storage and storage.endswith((".log", ".jsonl", ".journal")):
         from optuna.storages.journal import JournalFileBackend
 
