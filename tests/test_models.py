@@ -49,17 +49,18 @@ def test_exact_parameter_counts(name: str) -> None:
     assert sum(p.numel() for p in model.parameters()) == PARAMS[name]
 
 
-TIMM = [n for n in PARAMS if n.startswith("pit")]
+TIMM = [e.name for e in zoo.entries() if e.timm]  # the zoo's record of timm twins
 
 
-def _timm_name(name: str) -> str:
-    return name + "_224"
+def test_every_pit_names_its_timm_twin() -> None:
+    assert [n for n in PARAMS if n.startswith("pit")] == TIMM
+    assert zoo.timm_name("pit_s_distilled") == "pit_s_distilled_224"
 
 
 @pytest.mark.parametrize("name", TIMM)
 @pytest.mark.parametrize("img_size", [224, 160])
 def test_pit_equals_timm(name: str, img_size: int) -> None:
-    reference = timm.create_model(_timm_name(name), img_size=img_size).eval()
+    reference = timm.create_model(zoo.timm_name(name), img_size=img_size).eval()
     cfg = zoo.get(name)
     ours = build_model(cfg, img_size=img_size).eval()
     ours.load_state_dict(convert_state_dict(reference.state_dict(), cfg, source="timm"))

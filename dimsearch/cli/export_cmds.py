@@ -67,5 +67,5 @@ def export_cmd(
             "-" if r.params is None else f"{r.params / 1e6:.2f}",
         )
     console.print(table)
-    folder = files[0].path.parent if files else out
+    folder = files[0].path.parent  # select_trials raises rather than selecting nothing
     console.print(f"wrote {len(files)} file(s) to {escape(str(folder))}", soft_wrap=True)

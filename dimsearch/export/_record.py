@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 from dimsearch._values import is_int
 from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError, DimsearchError
+from dimsearch.search.show import objective_names
 from dimsearch.search.study import Attr
 
 __all__ = [
@@ -186,10 +187,7 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
     ua = trial.user_attrs
     objectives: dict[str, float] = {}
     if trial.values is not None:
-        names = study.user_attrs.get(Attr.OBJECTIVES)
-        if not (isinstance(names, list) and len(names) == len(trial.values)):
-            names = [f"objective{i}" for i in range(len(trial.values))]
-        for key, value in zip(names, trial.values, strict=True):
+        for key, value in zip(objective_names(study), trial.values, strict=True):
             if key in KNOWN_OBJECTIVES:
                 checked = _number(number, key, value)
                 if checked is not None:
@@ -244,8 +242,7 @@ def proxy_weights(
     return ProxyWeights(
         path=path,
         num_classes=_count(n, Attr.PROXY_CLASSES, ua.get(Attr.PROXY_CLASSES), record.num_classes),
-        in_chans=_count(n, Attr.PROXY_CHANNELS, ua.get(Attr.PROXY_CHANNELS), record.arch.in_chans)
+        in_chans=_count(n, Attr.PROXY_CHANNELS, ua.get(Attr.PROXY_CHANNELS))
         or record.arch.in_chans,
-        img_size=_count(n, Attr.PROXY_IMG, ua.get(Attr.PROXY_IMG), record.img_size)
-        or record.img_size,
+        img_size=_count(n, Attr.PROXY_IMG, ua.get(Attr.PROXY_IMG)) or record.img_size,
     )

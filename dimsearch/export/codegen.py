@@ -165,7 +165,6 @@ class _Features:
     mixing: bool  # some stage has head interaction
     plain: bool  # some stage has no head interaction (uses SDPA)
     pos: frozenset[str]
-    transitions: frozenset[str]
 
     @classmethod
     def of(cls, cfg: ArchConfig) -> _Features:
@@ -178,7 +177,6 @@ class _Features:
             mixing=any(s.head_interaction for s in cfg.stages),
             plain=any(not s.head_interaction for s in cfg.stages),
             pos=frozenset(s.pos for s in cfg.stages),
-            transitions=frozenset(t.kind for t in cfg.transitions),
         )
 
 

@@ -143,7 +143,8 @@ def bench_generator(
     amp = torch.bfloat16 if bf16 else None
 
     cfg = zoo.get(model)
-    reference = timm.create_model(zoo.timm_name(model), img_size=img_size).eval()
+    twin = zoo.timm_name(model)
+    reference = timm.create_model(twin, img_size=img_size).eval()
     ours = build_model(cfg, img_size=img_size).eval()
     ours.load_state_dict(convert_state_dict(reference.state_dict(), cfg, source="timm"))
 
@@ -157,7 +158,7 @@ def bench_generator(
     one_pass(reference, warmup=_WARMUP)
     result = GeneratorBench(
         model,
-        zoo.timm_name(model),
+        twin,
         lat.device,
         lat.device_name,
         batch_size,

@@ -132,7 +132,7 @@ def run_trial(config: dict[str, Any]) -> None:
             tune.report(metrics)
 
     result = train_proxy(arch, data, train_cfg, device=device, report=report)
-    if final and result.model is not None:
+    if final:
         with tempfile.TemporaryDirectory() as tmp:
             torch.save(result.model.state_dict(), Path(tmp) / "model.pt")
             tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -144,7 +144,7 @@ def bench_train(
     check_trainable(arch, img_size)  # before any data is made
     torch.manual_seed(0)
 
-    loader = _synthetic_loader(img_size, batch, dev, cfg)
+    loader = _synthetic_loader(img_size, dev, cfg)
     trainer = prepare(
         arch,
         cfg,
@@ -217,11 +217,13 @@ def _check_counts(**counts: int) -> None:
             raise TrainingError(f"bench {name} must be an integer >= {minimum}, got {n!r}")
 
 
-def _synthetic_loader(img_size: int, batch: int, device: torch.device, cfg: TrainConfig) -> Any:
-    """A `DeviceLoader` over packed synthetic images holding a few batches."""
-    from dimsearch.data import DataConfig, DeviceLoader, load_data
+def _synthetic_loader(img_size: int, device: torch.device, cfg: TrainConfig) -> Any:
+    """The training loader of `train_proxy`, over packed synthetic images holding a few
+    batches."""
+    from dimsearch.data import DataConfig, load_data
+    from dimsearch.train.loop import proxy_loader
 
-    per_class = math.ceil(_BATCHES_OF_DATA * batch / _CLASSES)
+    per_class = math.ceil(_BATCHES_OF_DATA * cfg.batch_size / _CLASSES)
     data = load_data(
         DataConfig(
             kind="synthetic",
@@ -231,18 +233,7 @@ def _synthetic_loader(img_size: int, batch: int, device: torch.device, cfg: Trai
             val_per_class=1,
         )
     )
-    return DeviceLoader(
-        data.train,
-        batch,
-        device,
-        train=True,
-        mean=data.mean,
-        std=data.std,
-        augment=cfg.augment,
-        seed=cfg.seed,
-        drop_last=True,
-        channels_last=device.type == "cuda" and cfg.channels_last,
-    )
+    return proxy_loader(data, "train", cfg, device)
 
 
 def _cycle(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

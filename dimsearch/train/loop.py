@@ -31,7 +31,14 @@ from dimsearch.train.step import Trainer, autocast, prepare, resolve_device
 if TYPE_CHECKING:
     from dimsearch.data import DeviceLoader, ProxyData
 
-__all__ = ["CUDA_CHECK_EVERY", "EpochResult", "TrainResult", "evaluate", "train_proxy"]
+__all__ = [
+    "CUDA_CHECK_EVERY",
+    "EpochResult",
+    "TrainResult",
+    "evaluate",
+    "proxy_loader",
+    "train_proxy",
+]
 
 # Steps between divergence checks on CUDA: one sync per 50 steps costs nothing measurable and
 # still stops a diverged run within seconds.
@@ -130,13 +137,11 @@ def train_proxy(
             architecture cannot train at ``data.img_size``, or ``device`` is not available.
         ArchError: the architecture does not fit ``data.img_size``.
     """
-    from dimsearch.data import DeviceLoader
-
     start = time.perf_counter()
     dev = resolve_device(device)
     with _threads(cfg.num_threads):
         _seed_everything(cfg.seed)
-        loaders = _loaders(data, cfg, dev, DeviceLoader)
+        loaders = proxy_loader(data, "train", cfg, dev), proxy_loader(data, "val", cfg, dev)
         trainer = prepare(
             arch,
             cfg,
@@ -245,38 +250,38 @@ class _LossLog:
         return float(self.buf[: self.n].mean()) if self.n else float("nan")
 
 
-def _loaders(
-    data: ProxyData, cfg: TrainConfig, device: torch.device, loader_cls: type
-) -> tuple[DeviceLoader, DeviceLoader]:
-    channels_last = device.type == "cuda" and cfg.channels_last
-    common = {"device": device, "mean": data.mean, "std": data.std, "seed": cfg.seed}
-    # full batches only (the loader keeps a lone short one): a constant shape keeps
-    # compiled graphs from recompiling and timm's Mixup (even batches) happy
-    train = loader_cls(
-        data.train,
-        cfg.batch_size,
-        train=True,
-        augment=cfg.augment,
-        drop_last=True,
-        channels_last=channels_last,
-        **common,
-    )
-    if cfg.mixes and min(len(data.train), cfg.batch_size) % 2:
-        # the loader keeps a lone short batch; timm's Mixup needs an even one
+def proxy_loader(
+    data: ProxyData, split: str, cfg: TrainConfig, device: torch.device
+) -> DeviceLoader:
+    """The loader `train_proxy` reads ``split`` (``"train"`` or ``"val"``) of ``data`` through;
+    the throughput benchmark uses the same one, so it times what a trial runs.
+
+    Training batches are full ones only (the loader keeps a lone short one): a constant shape
+    keeps compiled graphs from recompiling and timm's Mixup (even batches) happy.
+
+    Raises:
+        TrainingError: mixing is on and the training split makes one batch of odd size.
+    """
+    from dimsearch.data import DeviceLoader
+
+    train = split == "train"
+    if train and cfg.mixes and min(len(data.train), cfg.batch_size) % 2:
         raise TrainingError(
             f"mixup/cutmix need an even batch, but the training split's {len(data.train)} "
             f"images make one batch of that odd size; use an even number of images"
         )
-    val = loader_cls(
-        data.val,
+    return DeviceLoader(
+        getattr(data, split),
         cfg.batch_size,
-        train=False,
-        augment="none",
-        drop_last=False,
-        channels_last=channels_last,
-        **common,
+        device,
+        train=train,
+        mean=data.mean,
+        std=data.std,
+        augment=cfg.augment if train else "none",
+        seed=cfg.seed,
+        drop_last=train,
+        channels_last=device.type == "cuda" and cfg.channels_last,
     )
-    return train, val
 
 
 def _seed_everything(seed: int) -> None:
