@@ -15,17 +15,24 @@ Modules: `points` (trials to arrays), `edf` (statistics, pure numpy), `hypervolu
 
 from __future__ import annotations
 
-from dimsearch.analysis.dashboard import prepare_dashboard, serve
-from dimsearch.analysis.edf import (
-    compare_points,
-    complexity_weights,
-    edf_by_choice,
-    error_edf,
-    trend_by_value,
-)
-from dimsearch.analysis.hypervolume import hypervolume
-from dimsearch.analysis.points import AnalysisError, study_points
-from dimsearch.analysis.report import write_report
+import importlib
+from typing import Any
+
+# public name -> module; imported on first use, so `dimsearch dashboard` (which never plots)
+# does not pay for matplotlib, which `report` and `figures` load
+_HOMES = {
+    "AnalysisError": "points",
+    "compare_points": "edf",
+    "complexity_weights": "edf",
+    "edf_by_choice": "edf",
+    "error_edf": "edf",
+    "hypervolume": "hypervolume",
+    "prepare_dashboard": "dashboard",
+    "serve": "dashboard",
+    "study_points": "points",
+    "trend_by_value": "edf",
+    "write_report": "report",
+}
 
 __all__ = [
     "AnalysisError",
@@ -40,3 +47,13 @@ __all__ = [
     "trend_by_value",
     "write_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -74,7 +74,7 @@ class DashboardSummary:
         notes_unchanged: notes already up to date.
         artifacts_uploaded: files attached to Pareto trials this time.
         artifacts_unchanged: files already attached with the same content.
-        exporter: what the artifacts contain: the exporter used, or why only the JSON.
+        exporter: what the artifacts contain, or why there are none.
         front: numbers of the Pareto trials.
         skipped: front trials the exporter refused, and why (they get the JSON only).
     """
@@ -192,23 +192,18 @@ def _put_note(study: optuna.Study, trial_id: int | None, block: str) -> bool:
 # -- artifacts -----------------------------------------------------------------------------------
 
 
-def _exporter() -> tuple[Callable[[optuna.Study, FrozenTrial], tuple[str, str]] | None, str]:
-    """The model-code generator of `dimsearch.export`, if this installation has one.
+def _model_code(study: optuna.Study, trial: FrozenTrial) -> tuple[str, str]:
+    """``(filename, text)``: the standalone PyTorch file ``dimsearch export`` writes for
+    ``trial``, under the same name.
 
-    Returns ``(fn, description)``; ``fn(study, trial)`` gives ``(filename, text)``: the same
-    standalone PyTorch file ``dimsearch export`` writes, under the same name.
+    Raises:
+        DimsearchError: the exporter refuses the trial's record.
     """
-    try:
-        from dimsearch.export import generate_source, trial_record
-        from dimsearch.export.codegen import module_name
-    except ImportError as err:
-        return None, f"architecture JSON only (dimsearch.export unavailable: {err})"
+    from dimsearch.export import generate_source, trial_record
+    from dimsearch.export.codegen import module_name
 
-    def source(study: optuna.Study, trial: FrozenTrial) -> tuple[str, str]:
-        text = generate_source(trial_record(study, trial))
-        return f"{module_name(study.study_name, trial.number)}.py", text
-
-    return source, "model code from dimsearch.export + architecture JSON"
+    text = generate_source(trial_record(study, trial))
+    return f"{module_name(study.study_name, trial.number)}.py", text
 
 
 def _arch_json(study: optuna.Study, trial: FrozenTrial) -> tuple[str, str]:
@@ -308,15 +303,14 @@ def prepare_dashboard(study: optuna.Study, artifact_dir: Path | str | None) -> D
         summary.exporter = "no artifacts (no artifact directory)"
         return summary
     store = _store(artifact_dir)
-    export, summary.exporter = _exporter()
+    summary.exporter = "model code from dimsearch.export + architecture JSON"
     attrs = study._storage.get_study_system_attrs(study._study_id)
     for t in front:
         files = [_arch_json(study, t)]
-        if export is not None:
-            try:
-                files.insert(0, export(study, t))
-            except DimsearchError as err:  # a record the exporter refuses: keep the JSON
-                summary.skipped.append(f"trial {t.number}: no model code ({err})")
+        try:
+            files.insert(0, _model_code(study, t))
+        except DimsearchError as err:  # a record the exporter refuses: keep the JSON
+            summary.skipped.append(f"trial {t.number}: no model code ({err})")
         for filename, text in files:
             if _attach(study, store, t, filename, text, attrs):
                 summary.artifacts_uploaded += 1
