@@ -339,6 +339,23 @@ class ArchConfig:
         k, st, p = s.sr_geometry
         return conv_out(grid[0], k, st, p), conv_out(grid[1], k, st, p)
 
+    def single_element_attention(self, img_size: int | tuple[int, int]) -> int | None:
+        """The first stage whose head interaction sees a one-element attention map at
+        ``img_size``, or None.
+
+        ResT's head interaction instance-normalises each head's (queries x keys) map; on a 1x1
+        grid with no class token that map has one element, which torch refuses in training
+        (ResT's stage 4 at 32 px). Inference is fine, so this matters for proxy training only.
+        """
+        tokens = self.head.num_tokens
+        for i, (stage, grid) in enumerate(zip(self.stages, self.grids(img_size), strict=True)):
+            if not stage.head_interaction:
+                continue
+            kv = self.kv_grid(i, grid)
+            if (grid[0] * grid[1] + tokens) * (kv[0] * kv[1] + tokens) == 1:
+                return i
+        return None
+
     # -- serialisation -----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -681,25 +681,18 @@ class SearchSpace:
 
 
 def _check_trainable(cfg: ArchConfig, img_size: int) -> None:
-    """Raise ArchError if ``cfg`` cannot be proxy-trained at ``img_size``.
-
-    Beyond the grids (`ArchConfig.grids`): ResT's head interaction instance-normalises each
-    head's N x M attention map, and torch refuses that in training when the map has a single
-    element (a 1x1 grid with no class token, e.g. ResT's stage 4 at 32 px). Inference is fine,
-    so only the proxy resolution is checked.
-    """
-    t = cfg.head.num_tokens
-    for i, (stage, grid) in enumerate(zip(cfg.stages, cfg.grids(img_size), strict=True)):
-        if not stage.head_interaction:
-            continue
+    """Raise ArchError if ``cfg`` cannot be proxy-trained at ``img_size``: beyond the grids
+    (`ArchConfig.grids`), see `ArchConfig.single_element_attention`."""
+    i = cfg.single_element_attention(img_size)
+    if i is not None:
+        grid = cfg.grids(img_size)[i]
         kv = cfg.kv_grid(i, grid)
-        if (grid[0] * grid[1] + t) * (kv[0] * kv[1] + t) < 2:
-            raise ArchError(
-                f"stages[{i}] has head_interaction on a {grid[0]}x{grid[1]} grid with "
-                f"{kv[0]}x{kv[1]} keys and no class token at img_size={img_size}: its "
-                "attention map has one element, which instance norm cannot normalise in "
-                "training (use a larger data.img_size, fewer stages, or head_mix: false)"
-            )
+        raise ArchError(
+            f"stages[{i}] has head_interaction on a {grid[0]}x{grid[1]} grid with "
+            f"{kv[0]}x{kv[1]} keys and no class token at img_size={img_size}: its "
+            "attention map has one element, which instance norm cannot normalise in "
+            "training (use a larger data.img_size, fewer stages, or head_mix: false)"
+        )
 
 
 class _Inexpressible(Exception):

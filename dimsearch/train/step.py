@@ -170,23 +170,19 @@ def prepare(
 def check_trainable(arch: ArchConfig, img_size: int) -> None:
     """Reject an architecture that builds at ``img_size`` but cannot train there.
 
-    ResT's head interaction instance-normalises each head's (queries x keys) attention map;
-    on a 1x1 grid without class tokens that map is one element, which torch refuses in
-    training mode. Caught here so a trial fails with the reason, not a shape error.
+    See `ArchConfig.single_element_attention`. Caught here so a trial fails with the reason,
+    not a shape error.
 
     Raises:
         TrainingError: naming the stage and the resolution.
     """
-    tokens = arch.head.num_tokens
-    for i, (stage, grid) in enumerate(zip(arch.stages, arch.grids(img_size), strict=True)):
-        kv = arch.kv_grid(i, grid)
-        queries, keys = grid[0] * grid[1] + tokens, kv[0] * kv[1] + tokens
-        if stage.head_interaction and queries * keys == 1:
-            raise TrainingError(
-                f"stage {i + 1} uses head interaction on a 1x1 token grid at img_size="
-                f"{img_size}: its instance norm over a one-element attention map cannot train; "
-                f"use a larger data.img_size"
-            )
+    i = arch.single_element_attention(img_size)
+    if i is not None:
+        raise TrainingError(
+            f"stage {i + 1} uses head interaction on a 1x1 token grid at img_size="
+            f"{img_size}: its instance norm over a one-element attention map cannot train; "
+            f"use a larger data.img_size"
+        )
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, cuda: bool) -> torch.optim.Optimizer:
