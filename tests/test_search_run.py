@@ -177,27 +177,26 @@ def _start_run(tmp_path: Path, space: Path, **output: object) -> subprocess.Pope
     )
 
 
+def _wait_for_training(db: Path, timeout: float = 300) -> optuna.trial.FrozenTrial:
+    """Poll the study until a trial is RUNNING and has reported at least one epoch."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(2)
+        if db.exists():
+            study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+            for t in study.trials:
+                if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE):
+                    return t
+    raise AssertionError(f"no trial started training within {timeout:.0f} s")
+
+
 @pytest.mark.slow
 def test_killed_driver_leaves_no_running_trial_after_rerun(tmp_path: Path) -> None:
     space = write_space(tmp_path / "tiny.yaml", epochs=40, trials=2, concurrent=1)
     db = tmp_path / "studies" / "tiny.db"
     proc = _start_run(tmp_path, space, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 300
-        running = None
-        while time.time() < deadline and running is None:
-            time.sleep(2)
-            if db.exists():
-                study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
-                running = next(
-                    (
-                        t
-                        for t in study.trials
-                        if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE)
-                    ),
-                    None,
-                )
-        assert running is not None, "no trial started training within 5 minutes"
+        running = _wait_for_training(db)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver dies without a chance to clean up
         proc.wait()
@@ -323,19 +322,6 @@ def test_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
     assert len(trained) == 4 and all(t.state == TrialState.COMPLETE for t in trained)
     assert len({t.user_attrs[Attr.NODE]["node_id"] for t in trained}) == 2  # both nodes worked
     assert all(node.poll() is not None for node in nodes)
-
-
-def _wait_for_training(db: Path, timeout: float = 300) -> optuna.trial.FrozenTrial:
-    """Poll the study until a trial is RUNNING and has reported at least one epoch."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        time.sleep(2)
-        if db.exists():
-            study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
-            for t in study.trials:
-                if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE):
-                    return t
-    raise AssertionError(f"no trial started training within {timeout:.0f} s")
 
 
 @pytest.mark.slow
