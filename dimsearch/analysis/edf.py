@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from optuna.trial import FrozenTrial
 
-from dimsearch.analysis.points import AnalysisError, DesignPoints, design_points
+from dimsearch.analysis.points import AnalysisError, DesignPoints
 
 __all__ = [
     "ChoiceEDF",
@@ -303,12 +302,6 @@ def complexity_weights(
     return Normalization(w, edges, idx, common, target, dropped)
 
 
-def _points(trials: DesignPoints | Sequence[FrozenTrial], accuracy_index: int) -> DesignPoints:
-    if isinstance(trials, DesignPoints):
-        return trials
-    return design_points(trials, accuracy_index=accuracy_index)
-
-
 def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, bool):
         return (1, str(value))
@@ -339,14 +332,6 @@ class GroupEDF:
     weights: np.ndarray | None
     raw: EDFSummary
     normalized: EDFSummary | None
-
-    def edf(
-        self, grid: np.ndarray | None = None, *, normalized: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`error_edf` of the group, raw or with its normalisation weights."""
-        if normalized and self.weights is None:
-            raise AnalysisError(f"group {self.value!r} has no normalised weights")
-        return error_edf(self.errors, self.weights if normalized else None, grid)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -442,27 +427,24 @@ class ChoiceEDF:
 
 
 def edf_by_choice(
-    trials: DesignPoints | Sequence[FrozenTrial],
+    pts: DesignPoints,
     param: str,
     *,
     normalize: bool = True,
     bins: int | None = None,
-    accuracy_index: int = 0,
 ) -> ChoiceEDF:
     """EDFs overall and per value of ``param``, raw and complexity-normalised.
 
     Args:
-        trials: `DesignPoints`, or a study's trials (see `design_points`).
+        pts: the study's COMPLETE trials as arrays (`study_points`).
         param: a parameter name (``pool``, ``pos``, ``stem``, ``sr_kind``, ``head_mix``...) or
             a derived value (``depth``, ``s1.width``).
         normalize: also compute the complexity-normalised summaries.
         bins: FLOPs bins for the normalisation (``None``: `default_bins`).
-        accuracy_index: position of ``accuracy`` among the objectives (for trials).
 
     Raises:
         AnalysisError: no COMPLETE trial, or none with ``param``.
     """
-    pts = _points(trials, accuracy_index)
     if len(pts) == 0:
         raise AnalysisError("no COMPLETE trial with an accuracy and GFLOPs to analyse")
     has = np.array([param in v for v in pts.values])
@@ -564,14 +546,13 @@ def bootstrap_ci(
 
 
 def trend_by_value(
-    trials: DesignPoints | Sequence[FrozenTrial],
+    pts: DesignPoints,
     param: str,
     *,
     statistic: str = "mean",
     level: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
-    accuracy_index: int = 0,
 ) -> Trend:
     """The error statistic per value of a numeric ``param`` with bootstrap intervals.
 
@@ -584,7 +565,6 @@ def trend_by_value(
     Raises:
         AnalysisError: no point has ``param``, or a value is not a number.
     """
-    pts = _points(trials, accuracy_index)
     has = [i for i, v in enumerate(pts.values) if param in v]
     if not has:
         raise AnalysisError(f"no COMPLETE trial has a value for {param!r}")
