@@ -148,8 +148,7 @@ def _arch(study: str, trial: FrozenTrial) -> ArchConfig:
         ) from None
 
 
-def _space_int(study: optuna.Study, key: str, default: int) -> int:
-    space = study.user_attrs.get(Attr.SPACE)
+def _space_int(space: Any, key: str, default: int) -> int:
     value = space.get(key) if isinstance(space, dict) else None
     if value is None:
         return default
@@ -193,6 +192,7 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
                 if checked is not None:
                     objectives[key] = checked
     seed = ua.get(Attr.SEED)
+    space = study.user_attrs.get(Attr.SPACE)  # each read of study attrs is a storage query
     weights = ua.get(Attr.WEIGHTS)
     if weights is not None and not isinstance(weights, str):
         raise ExportError(f"trial {number}: user attr {Attr.WEIGHTS!r} must be a path string")
@@ -208,8 +208,8 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
         latency_ms=_number(number, Attr.LATENCY_MS, ua.get(Attr.LATENCY_MS)),
         latency_device=_latency_device(trial),
         img_size=_count(number, Attr.TARGET_IMG, ua.get(Attr.TARGET_IMG))
-        or _space_int(study, "target_img_size", DEFAULT_IMG_SIZE),
-        num_classes=_space_int(study, "num_classes", DEFAULT_NUM_CLASSES),
+        or _space_int(space, "target_img_size", DEFAULT_IMG_SIZE),
+        num_classes=_space_int(space, "num_classes", DEFAULT_NUM_CLASSES),
         weights_attr=weights,
     )
 

@@ -125,8 +125,7 @@ def knee_index(points: Sequence[tuple[float, float]]) -> int:
     return max(front, key=lambda i: (lift(i), -i))
 
 
-def _accuracy_of(study: optuna.Study) -> int:
-    names = objective_names(study)
+def _accuracy_of(study: optuna.Study, names: list[str]) -> int:
     if "accuracy" not in names:
         raise ExportError(
             f"study {study.study_name!r} has no 'accuracy' objective (objectives: {names}); "
@@ -135,8 +134,7 @@ def _accuracy_of(study: optuna.Study) -> int:
     return names.index("accuracy")
 
 
-def _gflops_of(study: optuna.Study, trial: FrozenTrial) -> float | None:
-    names = objective_names(study)
+def _gflops_of(names: list[str], trial: FrozenTrial) -> float | None:
     if "gflops" in names:
         return trial.values[names.index("gflops")]
     value = trial.user_attrs.get(Attr.GFLOPS)
@@ -171,18 +169,19 @@ def _front(study: optuna.Study, constraints: Constraints) -> list[FrozenTrial]:
 def _pick(study: optuna.Study, rule: str, constraints: Constraints) -> FrozenTrial:
     if rule not in PICK_RULES:
         raise ExportError(f"--pick must be one of {list(PICK_RULES)}, got {rule!r}")
-    acc = _accuracy_of(study)
+    names = objective_names(study)  # one read of the study's attrs, not one per trial
+    acc = _accuracy_of(study, names)
     front = _front(study, constraints)
     if rule == "accuracy":
 
         def rank(t: FrozenTrial) -> tuple[float, float, int]:
-            gflops = _gflops_of(study, t)
+            gflops = _gflops_of(names, t)
             return (t.values[acc], -(gflops if gflops is not None else float("inf")), -t.number)
 
         return max(front, key=rank)
     points = []
     for t in front:
-        gflops = _gflops_of(study, t)
+        gflops = _gflops_of(names, t)
         if gflops is None:
             raise ExportError(f"trial {t.number} has no GFLOPs recorded; cannot place it")
         points.append((gflops, t.values[acc]))
