@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -21,8 +22,7 @@ from dimsearch.errors import ArchError
 from dimsearch.search import load_space
 from dimsearch.search.study import Attr
 
-OBJECTIVES = ["accuracy", "gflops", "latency_ms"]
-DIRECTIONS = ["maximize", "minimize", "minimize"]
+OBJECTIVES = ["accuracy", "gflops", "latency_ms"]  # what spaces/pit.yaml names
 EPOCHS = 4
 
 # made-up but plausible: bigger is better with diminishing returns, some choices help
@@ -45,9 +45,26 @@ def latency_of(cfg) -> float:
     return round(0.8 + 2.5 * estimate(cfg, 224).gflops + 0.12 * cfg.depth, 4)
 
 
+SPACES = Path(__file__).resolve().parents[1] / "spaces"
+
+
+def new_study(path: Path, space_file: str, name: str | None = None) -> tuple[optuna.Study, Any]:
+    """An empty sqlite study at ``path`` for ``spaces/<space_file>``, with the user attrs a
+    search stores (objective names, the space); returns it and the loaded space."""
+    space = load_space(SPACES / space_file)
+    study = optuna.create_study(
+        study_name=name or space.name,
+        storage=f"sqlite:///{path}",
+        directions=space.directions,
+    )
+    study.set_user_attr(Attr.OBJECTIVES, list(space.objectives))
+    study.set_user_attr(Attr.SPACE, space.to_dict())
+    return study, space
+
+
 def make_study(
     path: Path,
-    space_file: str | Path = Path(__file__).resolve().parents[1] / "spaces" / "pit.yaml",
+    space_file: str = "pit.yaml",
     *,
     samples: int = 24,
     seed: int = 0,
@@ -58,14 +75,7 @@ def make_study(
     Every 9th sample fails (a recorded crash) and every 7th is stopped early (PRUNED with a
     curve), besides those the space itself rejects (invalid or over budget).
     """
-    space = load_space(space_file)
-    study = optuna.create_study(
-        study_name=name or space.name,
-        storage=f"sqlite:///{path}",
-        directions=DIRECTIONS,
-    )
-    study.set_user_attr(Attr.OBJECTIVES, OBJECTIVES)
-    study.set_user_attr(Attr.SPACE, space.to_dict())
+    study, space = new_study(path, space_file, name)
     scratch = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     for seed_name in space.seeds:
         scratch.enqueue_trial(

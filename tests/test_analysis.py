@@ -327,7 +327,7 @@ def test_cli_report_and_compare(study_db: Path, tmp_path: Path) -> None:
     assert "report:" in res.output and (tmp_path / "rep" / "index.html").is_file()
     assert "Pareto front" in res.output
 
-    make_study(tmp_path / "hvit.db", "spaces/hvit.yaml", samples=16, seed=1)
+    make_study(tmp_path / "hvit.db", "hvit.yaml", samples=16, seed=1)
     res = runner.invoke(
         app,
         [

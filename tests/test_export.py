@@ -24,6 +24,7 @@ import pytest
 import torch
 from conftest import random_archs
 from optuna.trial import TrialState
+from study_factory import new_study
 from typer.testing import CliRunner
 
 from dimsearch import build_model, cost, zoo
@@ -38,7 +39,6 @@ from dimsearch.export import (
     select_trials,
     trial_record,
 )
-from dimsearch.search import load_space
 from dimsearch.search.study import Attr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,21 +104,9 @@ def mixed_arch() -> ArchConfig:
 # -- building studies ----------------------------------------------------------------------------
 
 
-def new_study(path: Path, space_file: str, name: str | None = None):
-    space = load_space(ROOT / "spaces" / space_file)
-    study = optuna.create_study(
-        study_name=name or space.name,
-        storage=f"sqlite:///{path}",
-        directions=space.directions,
-    )
-    study.set_user_attr(Attr.OBJECTIVES, list(space.objectives))
-    study.set_user_attr(Attr.SPACE, space.to_dict())
-    return study, space
-
-
 def cost_attrs(cfg: ArchConfig, space, latency: float) -> tuple[dict, float]:
     est = cost.estimate(cfg, space.target_img_size, space.num_classes)
-    gflops = est.flops / 1e9
+    gflops = est.gflops
     attrs = {
         Attr.ARCH: cfg.to_dict(),
         Attr.PARAMS: est.params,
