@@ -355,3 +355,14 @@ def test_report_without_completed_trials_says_why(tmp_path: Path) -> None:
     assert any("no completed trial" in n for n in rep.notes)
     assert "No completed trial yet" in rep.index.read_text()
     assert json.loads(rep.data.read_text())["summary"]["best"] is None
+
+
+def test_arch_line_names_every_transition_kind() -> None:
+    from dimsearch import zoo
+    from dimsearch.analysis._describe import arch_line
+    from dimsearch.config import TransitionConfig
+
+    pit = zoo.get("pit_s")
+    assert " · dwconv · " in arch_line(pit)
+    mixed = pit.replace(transitions=(pit.transitions[0], TransitionConfig("avg")))
+    assert " · dwconv/avg · " in arch_line(mixed)

@@ -81,7 +81,7 @@ def arch_line(cfg: ArchConfig) -> str:
             f"width {join([s.dim for s in cfg.stages])}",
             f"heads {join([s.heads for s in cfg.stages])}",
             stem_text(cfg),
-            transitions_text(cfg).split(" ")[0] if cfg.transitions else "one stage",
+            "/".join(dict.fromkeys(t.kind for t in cfg.transitions)) or "one stage",
             "/".join(pos),
             head_text(cfg),
         ]
