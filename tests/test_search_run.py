@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -177,12 +178,28 @@ def _start_run(tmp_path: Path, space: Path, **output: object) -> subprocess.Pope
     )
 
 
+def _study_is_stored(db: Path, name: str) -> bool:
+    """Whether the driver has written the study's row yet, read without touching the schema.
+
+    The sqlite file appears before the driver has made its tables and study row, and opening
+    it through optuna in between either misses the study (KeyError) or races the driver's
+    own table creation, so the poll asks sqlite directly, read-only."""
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            rows = con.execute("SELECT 1 FROM studies WHERE study_name = ?", (name,)).fetchall()
+    except sqlite3.OperationalError:  # no tables yet, or the driver holds a write lock
+        return False
+    return bool(rows)
+
+
 def _wait_for_training(db: Path, timeout: float = 300) -> optuna.trial.FrozenTrial:
     """Poll the study until a trial is RUNNING and has reported at least one epoch."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(2)
-        if db.exists():
+        if _study_is_stored(db, "tiny"):
             study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
             for t in study.trials:
                 if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE):
