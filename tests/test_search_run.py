@@ -71,20 +71,33 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_run_then_show_with_the_real_trainable(tmp_path: Path, monkeypatch) -> None:
-    space = write_space(tmp_path / "tiny.yaml")
+def _run_dimsearch(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`dimsearch ARGS` run to the end in TMP_PATH; unless it exits 0 the test fails and
+    shows the tail of its output."""
     proc = subprocess.run(
-        [*DIMSEARCH, "run", str(space)],
+        [*DIMSEARCH, *args],
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=env or _env(tmp_path),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _tiny_study(db: Path) -> optuna.Study:
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+
+
+def test_run_then_show_with_the_real_trainable(tmp_path: Path, monkeypatch) -> None:
+    space = write_space(tmp_path / "tiny.yaml")
+    proc = _run_dimsearch(tmp_path, "run", str(space))
     assert "Pareto front" in proc.stdout
     db = tmp_path / "studies" / "tiny.db"
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    study = _tiny_study(db)
     trained = [t for t in study.trials if Attr.RAY_TRIAL in t.user_attrs]
     assert len(trained) == 3  # the seed and two samples
     assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
@@ -200,7 +213,7 @@ def _wait_for_training(db: Path, timeout: float = 300) -> optuna.trial.FrozenTri
     while time.time() < deadline:
         time.sleep(2)
         if _study_is_stored(db, "tiny"):
-            study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+            study = _tiny_study(db)
             for t in study.trials:
                 if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE):
                     return t
@@ -217,16 +230,8 @@ def test_killed_driver_leaves_no_running_trial_after_rerun(tmp_path: Path) -> No
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver dies without a chance to clean up
         proc.wait()
-    rerun = subprocess.run(
-        [*DIMSEARCH, "run", str(write_space(space, epochs=1, trials=1)), "--trials", "0"],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    _run_dimsearch(tmp_path, "run", str(write_space(space, epochs=1, trials=1)), "--trials", "0")
+    study = _tiny_study(db)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     orphan = study.trials[running.number]
     assert orphan.state == TrialState.FAIL
@@ -322,19 +327,11 @@ def test_two_node_ray_cluster_runs_trials_on_both_nodes(tmp_path: Path) -> None:
                 break
             time.sleep(3)
         assert probe.stdout.strip().endswith("2"), probe.stdout + probe.stderr
-        proc = subprocess.run(
-            [*DIMSEARCH, "run", str(space), "--address", address],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        _run_dimsearch(tmp_path, "run", str(space), "--address", address, env=env, timeout=900)
     finally:
         for node in reversed(nodes):
             _stop(node)
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/studies/tiny.db")
+    study = _tiny_study(tmp_path / "studies" / "tiny.db")
     trained = [t for t in study.trials if Attr.RAY_TRIAL in t.user_attrs]
     assert len(trained) == 4 and all(t.state == TrialState.COMPLETE for t in trained)
     assert len({t.user_attrs[Attr.NODE]["node_id"] for t in trained}) == 2  # both nodes worked
@@ -356,7 +353,7 @@ def test_ctrl_c_stops_gracefully_and_says_how_to_resume(tmp_path: Path) -> None:
     assert proc.returncode == 0, out[-3000:]
     said = " ".join(out.split())  # rich wraps long lines when not on a terminal
     assert "interrupted" in said and f"resume with `dimsearch run {space}`" in said
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    study = _tiny_study(db)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     stopped = study.trials[running.number]
     assert stopped.state == TrialState.FAIL
