@@ -86,6 +86,8 @@ def label(name: str | None) -> str:
     they are (a study may name a seed an older or newer zoo had), ``None`` as ``""``."""
     if not name:
         return ""
+    if not isinstance(name, str):  # read from a study someone edited: show it, do not fail
+        return str(name)
     entry = _REGISTRY.get(name)
     return entry.label if entry else name
 

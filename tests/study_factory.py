@@ -134,3 +134,28 @@ def _add(
             user_attrs=attrs,
         )
     )
+
+
+def add_tampered_trial(study: optuna.Study) -> int:
+    """A COMPLETE trial that dominates every made-up one (so it is on the front) whose user
+    attrs have the wrong types, as a hand edit or another tool could leave them; the
+    architecture itself is valid. Returns its number."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.COMPLETE,
+            values=[99.0, 0.01, 0.01],
+            user_attrs={
+                Attr.ARCH: zoo.get("pit_ti").to_dict(),
+                Attr.SEED: ["pit_ti"],
+                Attr.PARAMS: "lots",
+                Attr.GFLOPS: "0.7",
+                Attr.LATENCY_MS: [1.0],
+                Attr.EPOCHS: "all",
+                Attr.CURVE: "rising",
+                Attr.TARGET_IMG: "224",
+                Attr.NODE: "here",
+                Attr.SECONDS: None,
+            },
+        )
+    )
+    return len(study.trials) - 1

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_factory import make_study
+from study_factory import add_tampered_trial, make_study
 from typer.testing import CliRunner
 
 from dimsearch.analysis import edf
@@ -345,6 +345,30 @@ def test_cli_report_and_compare(study_db: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2
     res = runner.invoke(app, ["report", str(db), "-o", str(tmp_path / "y"), "--reference", "a,b"])
     assert res.exit_code == 2
+
+
+def test_readers_show_figures_of_the_wrong_type_as_missing(tmp_path: Path) -> None:
+    """`show` and `report` read a study other hands may have written into: a figure that is
+    not a number reads as missing (None, "-"), never as a traceback."""
+    db = tmp_path / "pit.db"
+    number = add_tampered_trial(make_study(db, samples=8))
+    runner = CliRunner()
+    res = runner.invoke(app, ["show", str(db), "--all", "--json"])
+    assert res.exit_code == 0, res.output
+    row = next(r for r in json.loads(res.output) if r["number"] == number)
+    assert row["pareto"] and row["accuracy"] == 99.0
+    for key in ("params", "gflops", "latency_ms", "epochs", "node"):
+        assert row[key] is None, key
+    assert row["curve"] == [] and row["label"] == "['pit_ti']"
+    res = runner.invoke(app, ["show", str(db)])
+    assert res.exit_code == 0 and f"│ {number} │" in res.output, res.output
+    res = runner.invoke(app, ["report", str(db), "-o", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "rep" / "data.json").read_text())
+    assert data["summary"]["best"]["number"] == number
+    # the design-space statistics need a FLOPs figure: the trial is counted out, by name
+    points = P.study_points(optuna.load_study(study_name="pit", storage=f"sqlite:///{db}"))
+    assert number not in points.numbers and points.excluded["no gflops"] == 1
 
 
 def test_report_without_completed_trials_says_why(tmp_path: Path) -> None:

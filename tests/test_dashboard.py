@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from study_factory import OBJECTIVES, make_study
+from study_factory import OBJECTIVES, add_tampered_trial, make_study
 from typer.testing import CliRunner
 
 from dimsearch.analysis.dashboard import BEGIN, END, _merge, prepare_dashboard
@@ -87,6 +87,35 @@ def test_prepare_is_idempotent_and_keeps_what_people_wrote(tmp_path: Path) -> No
     assert again.artifacts_uploaded == 0 and again.artifacts_unchanged == 2 * len(front)
     kept = _note(study, seed._trial_id)
     assert kept.count(BEGIN) == 1 and kept.endswith("looks promising")
+
+
+def test_a_front_trial_the_exporter_refuses_keeps_its_json_and_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record the exporter refuses (attrs of the wrong type) must not stop the dashboard:
+    the trial's note shows those figures as missing, it gets its architecture JSON, and the
+    command says why it has no model code."""
+    import dimsearch.analysis.dashboard as dashboard
+
+    db = tmp_path / "pit.db"
+    number = add_tampered_trial(make_study(db, samples=6))
+    served = []
+    monkeypatch.setattr(dashboard, "serve", lambda storage, **kw: served.append(kw))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["dashboard", str(db), "--port", "0"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert f"trial {number}: no model code" in said and "'params' must be a number" in said
+    assert len(served) == 1
+    study = _load(db)
+    again = prepare_dashboard(study, tmp_path / "pit.artifacts")
+    assert len(again.skipped) == 1 and again.skipped[0].startswith(f"trial {number}: no model")
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attached = dashboard._trial_artifacts(attrs, study.trials[number]._trial_id)
+    assert set(attached) == {f"trial{number}_arch.json"}
+    note = _note(study, study.trials[number]._trial_id)
+    assert "top-1 99.00 % · – GFLOPs · – M params · – ms\n" in note
+    assert "| 1 | 27×27 | 64 | 2 | 2 | full | le |" in note  # grids at 224 px
 
 
 def _start(db: Path, cwd: Path) -> tuple[subprocess.Popen, str]:

@@ -40,7 +40,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dimsearch._values import is_number
+from dimsearch._values import is_int, is_number
 from dimsearch.analysis._describe import (
     STAGE_COLUMNS,
     arch_line,
@@ -52,7 +52,7 @@ from dimsearch.analysis._describe import (
 )
 from dimsearch.errors import DimsearchError
 from dimsearch.search.show import front_trials, objective_names, state_counts
-from dimsearch.search.study import Attr
+from dimsearch.search.study import Attr, curve_attr, number_attr
 from dimsearch.zoo import label as seed_label
 
 __all__ = ["DashboardSummary", "make_dashboard_server", "prepare_dashboard", "serve", "trial_note"]
@@ -108,25 +108,28 @@ def trial_note(trial: FrozenTrial, names: list[str], on_front: bool) -> str:
     """The markdown block dimsearch writes into a trial's note (markers included)."""
     ua = trial.user_attrs
     label = seed_label(ua.get(Attr.SEED))
-    title = f"### Trial {trial.number}" + (f" · {label} (seed)" if label else "")
+    title = f"### Trial {trial.number}" + (f" · {_md_escape(label)} (seed)" if label else "")
     state = f"**{trial.state.name.lower()}**" + (" · Pareto front" if on_front else "")
     values = dict(zip(names, trial.values or [], strict=False))
     acc = values.get("accuracy")
-    if acc is None and ua.get(Attr.CURVE):
-        acc = ua[Attr.CURVE][-1]
+    curve = curve_attr(ua)
+    if acc is None and curve:
+        acc = curve[-1]
+    params = number_attr(ua, Attr.PARAMS)
     facts = [
         f"top-1 {_num(acc, '{:.2f}')} %",
-        f"{_num(ua.get(Attr.GFLOPS), '{:.3f}')} GFLOPs",
-        f"{_num(ua[Attr.PARAMS] / 1e6 if ua.get(Attr.PARAMS) else None, '{:.2f}')} M params",
-        f"{_num(ua.get(Attr.LATENCY_MS), '{:.2f}')} ms",
+        f"{_num(number_attr(ua, Attr.GFLOPS), '{:.3f}')} GFLOPs",
+        f"{_num(None if params is None else params / 1e6, '{:.2f}')} M params",
+        f"{_num(number_attr(ua, Attr.LATENCY_MS), '{:.2f}')} ms",
     ]
-    if ua.get(Attr.EPOCHS) is not None:
-        budget = ua.get(Attr.EPOCHS_BUDGET)
-        facts.append(f"{ua[Attr.EPOCHS]}" + (f"/{budget}" if budget else "") + " epochs")
+    epochs, budget = number_attr(ua, Attr.EPOCHS), number_attr(ua, Attr.EPOCHS_BUDGET)
+    if epochs is not None:
+        facts.append(f"{epochs:g}" + (f"/{budget:g}" if budget else "") + " epochs")
     lines = [BEGIN, "", title, "", f"{state} · " + " · ".join(facts), ""]
     cfg = arch_of(ua)
     if cfg is not None:
-        img = int(ua.get(Attr.TARGET_IMG) or 224)
+        target = ua.get(Attr.TARGET_IMG)
+        img = target if is_int(target) and target > 0 else 224
         lines += [
             f"| {' | '.join(STAGE_COLUMNS)} |",
             "|" + "---|" * len(STAGE_COLUMNS),
@@ -161,7 +164,7 @@ def study_note(study: optuna.Study, front: list[FrozenTrial]) -> str:
     ]
     for t in front:
         label = seed_label(t.user_attrs.get(Attr.SEED))
-        lines.append(f"- trial {t.number}" + (f" ({label})" if label else ""))
+        lines.append(f"- trial {t.number}" + (f" ({_md_escape(label)})" if label else ""))
     lines += ["", END]
     return "\n".join(lines)
 
@@ -208,9 +211,10 @@ def _model_code(study: optuna.Study, trial: FrozenTrial) -> tuple[str, str]:
 
 def _arch_json(study: optuna.Study, trial: FrozenTrial) -> tuple[str, str]:
     cfg = arch_of(trial.user_attrs)
-    label = trial.user_attrs.get(Attr.SEED) or "arch"
+    seed = trial.user_attrs.get(Attr.SEED)
+    label = seed if isinstance(seed, str) and seed else "arch"
     text = json.dumps(cfg.to_dict() if cfg else trial.user_attrs.get(Attr.ARCH), indent=2)
-    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in str(label))
+    safe = "".join(c if c.isalnum() or c == "_" else "_" for c in label)
     return f"trial{trial.number}_{safe}.json", text + "\n"
 
 

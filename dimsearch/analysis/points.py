@@ -13,7 +13,7 @@ the statistics can ask about them too: total ``depth`` and each stage's width ``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dimsearch import zoo
+from dimsearch.analysis._describe import arch_of
+from dimsearch.config import ArchConfig
 from dimsearch.errors import DimsearchError
-from dimsearch.search.study import Attr
+from dimsearch.search.study import Attr, number_attr
 
 __all__ = [
     "AnalysisError",
@@ -79,13 +81,12 @@ class DesignPoints:
         )
 
 
-def _derived(arch: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not arch or "stages" not in arch:
+def _derived(cfg: ArchConfig | None) -> dict[str, Any]:
+    if cfg is None:
         return {}
-    stages = arch["stages"]
-    out: dict[str, Any] = {"depth": sum(int(s["depth"]) for s in stages)}
-    for i, s in enumerate(stages, 1):
-        out[f"s{i}.width"] = int(s["dim"])
+    out: dict[str, Any] = {"depth": cfg.depth}
+    for i, s in enumerate(cfg.stages, 1):
+        out[f"s{i}.width"] = s.dim
     return out
 
 
@@ -104,7 +105,7 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
             key = t.state.name.lower()
             excluded[key] = excluded.get(key, 0) + 1
             continue
-        g = t.user_attrs.get(Attr.GFLOPS)
+        g = number_attr(t.user_attrs, Attr.GFLOPS)
         acc = t.values[accuracy_index]
         if g is None or not g > 0 or acc is None or not math.isfinite(acc):
             excluded["no gflops"] = excluded.get("no gflops", 0) + 1
@@ -112,7 +113,7 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
         numbers.append(t.number)
         errors.append(100.0 - float(acc))
         flops.append(float(g))
-        values.append({**_derived(t.user_attrs.get(Attr.ARCH)), **t.params})
+        values.append({**_derived(arch_of(t.user_attrs)), **t.params})
         labels.append(zoo.label(t.user_attrs.get(Attr.SEED)))
     return DesignPoints(
         np.asarray(numbers, dtype=int),

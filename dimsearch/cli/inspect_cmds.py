@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 from dimsearch.cli import app
 from dimsearch.cli._common import console, user_errors
@@ -81,12 +82,14 @@ def dashboard(
         for s in studies:
             summary = prepare_dashboard(s, art)
             console.print(
-                f"{summary.study}: notes {summary.notes_written} written, "
+                f"{escape(summary.study)}: notes {summary.notes_written} written, "
                 f"{summary.notes_unchanged} up to date; front artifacts "
                 f"{summary.artifacts_uploaded} attached, {summary.artifacts_unchanged} up to date "
-                f"({summary.exporter}) in {art}",
+                f"({summary.exporter}) in {escape(str(art))}",
                 soft_wrap=True,
             )
+            for line in summary.skipped:
+                console.print(f"  [yellow]{escape(line)}[/]", soft_wrap=True)
 
     def ready(url: str) -> None:
         if len(studies) == 1:

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 
 from dimsearch import zoo
-from dimsearch.search.study import Attr, pareto_front
+from dimsearch.search.study import Attr, curve_attr, number_attr, pareto_front
 
 __all__ = ["front_trials", "study_table", "trial_row"]
 
@@ -35,29 +35,32 @@ def objective_names(study: optuna.Study) -> list[str]:
 
 
 def trial_row(t: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]:
-    """One trial as a flat, JSON-ready record."""
+    """One trial as a flat, JSON-ready record; a stored figure that is not a number reads
+    as ``None`` (see `number_attr`)."""
     ua = t.user_attrs
+    node = ua.get(Attr.NODE)
+    seed = ua.get(Attr.SEED)
+    reason = ua.get(Attr.REASON)
     row: dict[str, Any] = {
         "number": t.number,
         "state": t.state.name,
-        "seed": ua.get(Attr.SEED),
-        "label": zoo.label(t.user_attrs.get(Attr.SEED)),
+        "seed": seed,
+        "label": zoo.label(seed),
         "pareto": on_front,
-        "params": ua.get(Attr.PARAMS),
-        "gflops": ua.get(Attr.GFLOPS),
-        "latency_ms": ua.get(Attr.LATENCY_MS),
-        "epochs": ua.get(Attr.EPOCHS),
-        "curve": ua.get(Attr.CURVE),
-        "reason": ua.get(Attr.REASON),
-        "node": (ua.get(Attr.NODE) or {}).get("hostname"),
+        "params": number_attr(ua, Attr.PARAMS),
+        "gflops": number_attr(ua, Attr.GFLOPS),
+        "latency_ms": number_attr(ua, Attr.LATENCY_MS),
+        "epochs": number_attr(ua, Attr.EPOCHS),
+        "curve": curve_attr(ua),
+        "reason": None if reason is None else str(reason),
+        "node": node.get("hostname") if isinstance(node, dict) else None,
         "params_sampled": t.params,
     }
     if t.values is not None:
         row["values"] = dict(zip(names, t.values, strict=True))
         row["accuracy"] = row["values"].get("accuracy")
     else:
-        curve = ua.get(Attr.CURVE) or []
-        row["accuracy"] = curve[-1] if curve else None
+        row["accuracy"] = row["curve"][-1] if row["curve"] else None
     return row
 
 

@@ -19,11 +19,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from dimsearch._values import is_number
 from dimsearch.errors import DimsearchError
 
 __all__ = [
     "Attr",
     "StudyError",
+    "curve_attr",
+    "number_attr",
     "open_study",
     "pareto_front",
     "recover_orphans",
@@ -71,6 +74,25 @@ class Attr:
     SPACE = "space"
     LATENCY_KIND = "latency_device_kind"
     OBJECTIVES = "objectives"
+
+
+def number_attr(user_attrs: dict[str, Any], key: str) -> float | None:
+    """The figure stored under ``key``, or ``None`` when it is missing or not a finite number.
+
+    A study is a shared file: people and other tools write into it, and older versions wrote
+    what they wrote. The readers (`show`, `report`, the dashboard) show such a value as
+    missing rather than stop on it; `export`, which writes code from it, refuses it instead.
+    """
+    value = user_attrs.get(key)
+    return value if is_number(value) else None
+
+
+def curve_attr(user_attrs: dict[str, Any]) -> list[float]:
+    """The stored learning curve, or ``[]`` when it is missing or not a list of numbers."""
+    curve = user_attrs.get(Attr.CURVE)
+    if isinstance(curve, list) and all(is_number(v) for v in curve):
+        return curve
+    return []
 
 
 def storage_url(storage: str | None, name: str) -> str:
