@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import random_archs
 from optuna.trial import TrialState
-from study_factory import new_study
+from study_factory import add_tampered_trial, make_study, new_study
 from typer.testing import CliRunner
 
 from dimsearch import build_model, cost, zoo
@@ -499,6 +499,18 @@ def test_tampered_numbers_and_names_are_refused_or_escaped(tmp_path: Path) -> No
     study.add_trial(optuna.trial.create_trial(values=[1.0, 1.0, 1.0], user_attrs=bad))
     with pytest.raises(ExportError, match="user attr 'gflops' must be a number"):
         trial_record(study, study.trials[-1])
+
+
+def test_limits_never_admit_a_figure_that_is_not_a_number(tmp_path: Path) -> None:
+    """A front trial whose cost attrs are not numbers meets no limit, however loose, and the
+    refusal shows its figures as unknown."""
+    db = tmp_path / "pit.db"
+    number = add_tampered_trial(make_study(db, samples=6))  # the whole front
+    res = cli(db, "--pick", "accuracy", "--max-gflops", 1e9, "-o", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert f"#{number}: ? GFLOPs, ? ms, ? M params" in said
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_study_trial_or_choice_is_a_clear_error(studies: Studies, tmp_path: Path) -> None:

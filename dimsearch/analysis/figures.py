@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from optuna.trial import FrozenTrial, TrialState
 
+from dimsearch._values import is_number
 from dimsearch.analysis.edf import (
     ChoiceEDF,
     Comparison,
@@ -36,7 +37,7 @@ from dimsearch.analysis.edf import (
 from dimsearch.analysis.hypervolume import HypervolumeHistory, hypervolume_history, nondominated
 from dimsearch.analysis.points import AnalysisError, DesignPoints, accuracy_index
 from dimsearch.search.show import front_trials, objective_names
-from dimsearch.search.study import Attr
+from dimsearch.search.study import Attr, number_attr
 from dimsearch.zoo import label as seed_label
 
 __all__ = [
@@ -82,10 +83,10 @@ def _label(t: FrozenTrial) -> str:
 
 def _axis_value(t: FrozenTrial, key: str, names: list[str]) -> float | None:
     attr = FRONT_AXES[key][1]
-    v = t.user_attrs.get(attr)
+    v = number_attr(t.user_attrs, attr)
     if v is None and key in names and t.values is not None:
         v = t.values[names.index(key)]
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+    return float(v) if is_number(v) else None
 
 
 # -- Pareto fronts -------------------------------------------------------------------------------

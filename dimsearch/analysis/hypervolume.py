@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dimsearch.analysis.points import AnalysisError
-from dimsearch.search.study import Attr
+from dimsearch.search.study import Attr, number_attr
 
 __all__ = [
     "HypervolumeHistory",
@@ -151,8 +151,8 @@ class HypervolumeHistory:
 
 
 def _trial_seconds(t: optuna.trial.FrozenTrial) -> float:
-    s = t.user_attrs.get(Attr.SECONDS)
-    if isinstance(s, (int, float)) and s >= 0:
+    s = number_attr(t.user_attrs, Attr.SECONDS)
+    if s is not None and s >= 0:
         return float(s)
     if t.datetime_start is not None and t.datetime_complete is not None:
         return (t.datetime_complete - t.datetime_start).total_seconds()

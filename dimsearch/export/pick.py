@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial
 
 from dimsearch.export._record import ExportError
 from dimsearch.search.show import front_trials, objective_names
-from dimsearch.search.study import Attr
+from dimsearch.search.study import Attr, number_attr
 
 __all__ = ["PICK_RULES", "Constraints", "knee_index", "select_trials"]
 
@@ -65,16 +65,14 @@ class Constraints:
         """Whether ``trial``'s recorded costs are within every limit."""
         ua = trial.user_attrs
         limits = (
-            (self.max_gflops, ua.get(Attr.GFLOPS), 1.0),
-            (self.max_latency_ms, ua.get(Attr.LATENCY_MS), 1.0),
-            (self.max_params_m, ua.get(Attr.PARAMS), 1e-6),
+            (self.max_gflops, number_attr(ua, Attr.GFLOPS), 1.0),
+            (self.max_latency_ms, number_attr(ua, Attr.LATENCY_MS), 1.0),
+            (self.max_params_m, number_attr(ua, Attr.PARAMS), 1e-6),
         )
         for limit, value, scale in limits:
             if limit is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return False
-            if not value * scale <= limit:
+            if value is None or not value * scale <= limit:  # no figure: not within the limit
                 return False
         return True
 
@@ -137,13 +135,13 @@ def _accuracy_of(study: optuna.Study, names: list[str]) -> int:
 def _gflops_of(names: list[str], trial: FrozenTrial) -> float | None:
     if "gflops" in names:
         return trial.values[names.index("gflops")]
-    value = trial.user_attrs.get(Attr.GFLOPS)
-    return float(value) if isinstance(value, (int, float)) else None
+    value = number_attr(trial.user_attrs, Attr.GFLOPS)
+    return None if value is None else float(value)
 
 
 def _fmt(trial: FrozenTrial, key: str, scale: float) -> str:
-    value = trial.user_attrs.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    value = number_attr(trial.user_attrs, key)
+    if value is None:
         return "?"
     return f"{value * scale:.3g}"
 
