@@ -232,6 +232,8 @@ class StudyRecorder(Callback):
         attrs: dict[str, Any] = {
             Attr.CURVE: [r.get("accuracy") for r in epochs],
             Attr.TRAIN_LOSS: [r.get("train_loss") for r in epochs],
+            Attr.EPOCH_SECONDS: [r.get("epoch_seconds") for r in epochs],
+            Attr.EPOCH_CPU_SECONDS: [r.get("epoch_cpu_seconds") for r in epochs],
             Attr.EPOCHS: len(epochs),
             Attr.SECONDS: round(time.time() - entry.started, 3),
         }
@@ -314,6 +316,7 @@ def _clean(result: dict[str, Any]) -> dict[str, Any]:
         "val_loss",
         "lr",
         "epoch_seconds",
+        "epoch_cpu_seconds",
         "images_per_s",
         "over_budget",
         Attr.PROXY_CLASSES,

@@ -66,6 +66,8 @@ class Attr:
     ERROR = "error"  # traceback tail of a FAIL
     NODE = "node"  # where it ran: hostname / ip / pid
     SECONDS = "seconds"  # wall time of the proxy training
+    EPOCH_SECONDS = "epoch_seconds"  # wall time of each epoch (train + eval): replays need it
+    EPOCH_CPU_SECONDS = "epoch_cpu_seconds"  # CPU time of each epoch: steady on a busy machine
     RAY_TRIAL = "ray_trial_id"
     WEIGHTS = "weights"  # path of the proxy-trained state dict (COMPLETE trials)
     PROXY_CLASSES = "proxy_num_classes"  # classifier width of those weights

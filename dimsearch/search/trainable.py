@@ -123,6 +123,7 @@ def run_trial(config: dict[str, Any]) -> None:
             "val_loss": ep.val_loss,
             "lr": ep.lr,
             "epoch_seconds": ep.seconds,
+            "epoch_cpu_seconds": ep.cpu_seconds,
             "images_per_s": ep.images_per_s,
             **base,
         }

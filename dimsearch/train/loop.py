@@ -57,6 +57,9 @@ class EpochResult:
         lr: learning rate after the epoch's last step.
         seconds: wall time of the epoch, training and evaluation.
         images_per_s: training throughput (evaluation excluded).
+        cpu_seconds: CPU time of this process over the epoch. On a shared machine it barely
+            moves when other processes compete for the cores, unlike ``seconds``, so replays of
+            a recorded sample (`bench search`) can use it as the epoch's cost.
     """
 
     epoch: int
@@ -66,6 +69,7 @@ class EpochResult:
     lr: float
     seconds: float
     images_per_s: float
+    cpu_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -192,6 +196,7 @@ def evaluate(trainer: Trainer, loader: DeviceLoader) -> tuple[float, float]:
 
 def _run_epoch(trainer: Trainer, train: DeviceLoader, val: DeviceLoader, epoch: int) -> EpochResult:
     start = time.perf_counter()
+    cpu_start = time.process_time()
     train.set_epoch(epoch)
     log = _LossLog(len(train), trainer.device, epoch)
     images = 0
@@ -211,6 +216,7 @@ def _run_epoch(trainer: Trainer, train: DeviceLoader, val: DeviceLoader, epoch: 
         lr=trainer.lr,
         seconds=time.perf_counter() - start,
         images_per_s=images / train_seconds if train_seconds > 0 else 0.0,
+        cpu_seconds=time.process_time() - cpu_start,
     )
 
 
