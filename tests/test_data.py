@@ -19,7 +19,9 @@ from dimsearch.data import imagefolder as imagefolder_mod
 from dimsearch.data import loader as loader_mod
 from dimsearch.data import synthetic as synthetic_mod
 from dimsearch.data.config import KINDS
-from dimsearch.data.dataset import BUILDERS, channel_stats
+from dimsearch.data.dataset import channel_stats
+from dimsearch.data.kinds import LOADERS
+from dimsearch.data.load import loader
 from dimsearch.errors import DataError
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +78,10 @@ def write_idx_root(root: Path, gz: bool, n_train: int = 40, n_val: int = 20) -> 
 
 
 def test_every_kind_has_a_builder() -> None:
-    assert set(BUILDERS) == set(KINDS)
+    assert set(LOADERS) == set(KINDS)
+    for kind in KINDS:  # each "module:function" entry names a function that exists
+        assert callable(loader(kind)), kind
+    assert loader("idx") is idx_mod.build_idx
 
 
 def test_config_round_trips_and_names_bad_keys() -> None:

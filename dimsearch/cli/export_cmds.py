@@ -8,8 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 
 
 @app.command("export")

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 from dimsearch.errors import DimsearchError
 
 if TYPE_CHECKING:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 
 
 @app.command()

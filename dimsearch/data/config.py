@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from dimsearch._values import is_int
+from dimsearch.data.kinds import KINDS
 from dimsearch.errors import DataError
 
 __all__ = ["DEFAULT_CACHE_DIR", "KINDS", "ON_CORRUPT", "DataConfig", "default_cache_dir"]
 
-# Named choices; the loaders for each kind are looked up in `dimsearch.data.dataset.BUILDERS`.
-KINDS = ("synthetic", "imagefolder", "idx")
+# Named choices; the kinds are the keys of `dimsearch.data.kinds.LOADERS`.
 ON_CORRUPT = ("skip", "error")
 
 # Where caches go when neither `cache_dir` nor $DIMSEARCH_CACHE says otherwise.
