@@ -92,10 +92,7 @@ def _print_report(rep: FidelityReport) -> None:
     from rich.table import Table
 
     pct = f"{rep.top_share:.0%}"
-    table = Table(
-        title=f"{escape(rep.study)}: rank fidelity of each epoch to epoch {rep.epochs} "
-        f"({rep.archs} architectures, {rep.records} runs)"
-    )
+    table = Table(title=f"{escape(rep.study)}: ranking at each epoch vs epoch {rep.epochs}")
     for col in ("epoch", "cost", "tau", "95% interval", f"top-{pct} overlap"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in rep.rungs:
@@ -107,7 +104,7 @@ def _print_report(rep: FidelityReport) -> None:
             f"{r.top_overlap:.0%}",
         )
     table.caption = (
-        f"Kendall tau-b, percentile bootstrap over architectures ({rep.boot} resamples, "
+        f"{rep.archs} architectures, {rep.records} runs. Kendall tau-b, percentile bootstrap over architectures ({rep.boot} resamples, "
         f"seed {rep.seed}); top {pct} = {rep.top_k} architectures; cost in {rep.cost_basis}"
     )
     console.print(table)
