@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -18,7 +19,6 @@ from dimsearch.search.sample import (
     TRAIN_SEED_ATTR,
     VERSION,
     SampleError,
-    SampleRecord,
     SampleTable,
     arch_key,
 )
@@ -64,7 +64,7 @@ def test_repeats_share_one_stored_architecture(small: SampleTable, tmp_path: Pat
 
 def test_values_are_stored_at_the_precision_measured() -> None:
     r = record(0, arch(), [71.23456, 80.0049], epoch_seconds=(4.3361, 1.0))
-    r = SampleRecord(**{**r.__dict__, "gflops": 0.702020096, "latency_ms": 51.13110950})
+    r = dataclasses.replace(r, gflops=0.702020096, latency_ms=51.13110950)
     assert r.curve == (71.23, 80.0) and r.epoch_seconds == (4.34, 1.0)
     assert r.gflops == 0.70202 and r.latency_ms == 51.131 and r.accuracy == 80.0
 
