@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 
 if TYPE_CHECKING:
     from dimsearch.analysis.fidelity import FidelityReport
