@@ -22,8 +22,8 @@ def run(
     """Search SPACE: seeds first, then sampled trials; appended to (and resumed from) its study."""
     from dimsearch.search import load_space
     from dimsearch.search.runner import run as run_search
-    from dimsearch.search.show import study_rows, study_table
-    from dimsearch.search.study import open_study
+    from dimsearch.search.show import study_table
+    from dimsearch.search.study import open_study, study_rows
 
     with user_errors():
         spc = load_space(space)
@@ -51,8 +51,8 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
 ) -> None:
     """Print the Pareto front of a study (seeds marked by name)."""
-    from dimsearch.search.show import state_counts, study_rows, study_table
-    from dimsearch.search.study import open_study, study_name_of
+    from dimsearch.search.show import study_table
+    from dimsearch.search.study import open_study, state_counts, study_name_of, study_rows
 
     with user_errors():
         name, default_storage = study_name_of(study)

@@ -28,8 +28,14 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from dimsearch.export._record import ExportError
-from dimsearch.search.show import front_trials, objective_names
-from dimsearch.search.study import Attr, number_attr
+from dimsearch.search.study import (
+    Attr,
+    Objectives,
+    front_trials,
+    nondominated,
+    number_attr,
+    objectives_of,
+)
 
 __all__ = ["PICK_RULES", "Constraints", "knee_index", "select_trials"]
 
@@ -99,11 +105,8 @@ def knee_index(points: Sequence[tuple[float, float]]) -> int:
     """
     if not points:
         raise ExportError("no points to take a knee of")
-    front = [
-        i
-        for i, (c, a) in enumerate(points)
-        if not any(c2 <= c and a2 >= a and (c2, a2) != (c, a) for c2, a2 in points)
-    ]
+    on = nondominated([(c, -a) for c, a in points])
+    front = [i for i in range(len(points)) if on[i]]
     # identical points: keep the first. Distinct non-dominated points differ on both axes,
     # so with two or more of them neither normalisation below divides by zero.
     distinct: dict[tuple[float, float], int] = {}
@@ -123,13 +126,13 @@ def knee_index(points: Sequence[tuple[float, float]]) -> int:
     return max(front, key=lambda i: (lift(i), -i))
 
 
-def _accuracy_of(study: optuna.Study, names: list[str]) -> int:
-    if "accuracy" not in names:
+def _accuracy_of(study: optuna.Study, objectives: Objectives) -> int:
+    if objectives.accuracy is None:
         raise ExportError(
-            f"study {study.study_name!r} has no 'accuracy' objective (objectives: {names}); "
-            f"pick a trial with --trial"
+            f"study {study.study_name!r} has no 'accuracy' objective "
+            f"(objectives: {objectives.names}); pick a trial with --trial"
         )
-    return names.index("accuracy")
+    return objectives.accuracy
 
 
 def _gflops_of(names: list[str], trial: FrozenTrial) -> float | None:
@@ -167,8 +170,9 @@ def _front(study: optuna.Study, constraints: Constraints) -> list[FrozenTrial]:
 def _pick(study: optuna.Study, rule: str, constraints: Constraints) -> FrozenTrial:
     if rule not in PICK_RULES:
         raise ExportError(f"--pick must be one of {list(PICK_RULES)}, got {rule!r}")
-    names = objective_names(study)  # one read of the study's attrs, not one per trial
-    acc = _accuracy_of(study, names)
+    objectives = objectives_of(study)  # one read of the study's attrs, not one per trial
+    names = objectives.names
+    acc = _accuracy_of(study, objectives)
     front = _front(study, constraints)
     if rule == "accuracy":
 

@@ -94,7 +94,7 @@ class OptunaSearcher(Searcher):
             gflops = est.flops / 1e9
             set_trial_attrs(
                 self.study,
-                trial._trial_id,
+                trial,
                 {
                     Attr.ARCH: cfg.to_dict(),
                     Attr.PARAMS: est.params,
@@ -122,7 +122,7 @@ class OptunaSearcher(Searcher):
         return Searcher.FINISHED
 
     def _prune(self, trial: optuna.Trial, reason: str) -> None:
-        set_trial_attrs(self.study, trial._trial_id, {Attr.REASON: reason})
+        set_trial_attrs(self.study, trial, {Attr.REASON: reason})
         self.study.tell(trial, state=TrialState.PRUNED)
         self.rejected += 1
         self.on_event("pruned", f"trial {trial.number} pruned: {reason}")
@@ -175,7 +175,7 @@ class StudyRecorder(Callback):
         if entry is None:
             return
         entry.results.append(_clean(result))
-        set_trial_attrs(self.study, entry.trial._trial_id, self._progress_attrs(entry))
+        set_trial_attrs(self.study, entry.trial, self._progress_attrs(entry))
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
@@ -188,7 +188,7 @@ class StudyRecorder(Callback):
         last = entry.results[-1] if entry.results else {}
         set_trial_attrs(
             self.study,
-            entry.trial._trial_id,
+            entry.trial,
             {
                 Attr.WEIGHTS: os.path.join(path, "model.pt"),
                 Attr.PROXY_CLASSES: last.get("proxy_num_classes"),
@@ -294,13 +294,11 @@ class StudyRecorder(Callback):
         values: list[float] | None = None,
     ) -> None:
         try:
-            set_trial_attrs(self.study, entry.trial._trial_id, attrs)
+            set_trial_attrs(self.study, entry.trial, attrs)
             self.study.tell(entry.trial, values=values, state=state)
         except (ValueError, RuntimeError, DimsearchError) as err:
             # e.g. a NaN latency in values: never leave the trial RUNNING because of it
-            set_trial_attrs(
-                self.study, entry.trial._trial_id, {Attr.REASON: f"could not record: {err}"}
-            )
+            set_trial_attrs(self.study, entry.trial, {Attr.REASON: f"could not record: {err}"})
             self.study.tell(entry.trial, state=TrialState.FAIL)
             state = TrialState.FAIL
         key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")

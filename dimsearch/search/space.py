@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EARLY_STOPPING",
     "LATENCY_DEVICES",
-    "OBJECTIVES",
     "SAMPLERS",
     "Budgets",
     "EarlyStopping",
@@ -64,13 +63,6 @@ __all__ = [
     "load_space",
 ]
 
-# Objective name -> Optuna direction. Fixed by name, so a space cannot ask to maximise FLOPs.
-OBJECTIVES = {
-    "accuracy": "maximize",
-    "gflops": "minimize",
-    "params_m": "minimize",
-    "latency_ms": "minimize",
-}
 SAMPLERS = ("tpe", "nsga2", "random")
 EARLY_STOPPING = ("asha", "none")
 LATENCY_DEVICES = ("cpu", "cuda")
@@ -320,6 +312,8 @@ class SearchSpace:
     @property
     def directions(self) -> list[str]:
         """Optuna directions of `objectives`, in the same order."""
+        from dimsearch.search.study import OBJECTIVES  # here: importing a space stays Optuna-free
+
         return [OBJECTIVES[name] for name in self.objectives]
 
     # -- sampling ------------------------------------------------------------------------------
@@ -855,6 +849,8 @@ def _top_int(data: Mapping[str, Any], where: Where, key: str, default: int) -> i
 
 
 def _objectives(raw: Any, where: Where) -> tuple[str, ...]:
+    from dimsearch.search.study import OBJECTIVES  # here: importing a space stays Optuna-free
+
     if not isinstance(raw, list) or not raw:
         raise where.error(f"must be a non-empty list drawn from {list(OBJECTIVES)}, got {raw!r}")
     for i, name in enumerate(raw):
