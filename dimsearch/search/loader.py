@@ -48,7 +48,14 @@ if TYPE_CHECKING:
     from dimsearch.search.space import SearchSpace
     from dimsearch.train.config import TrainConfig
 
-__all__ = ["NAME_PATTERN", "TOP_KEYS", "TOP_RULES", "load_space", "parse_space"]
+__all__ = [
+    "NAME_PATTERN",
+    "TOP_DEFAULTS",
+    "TOP_KEYS",
+    "TOP_RULES",
+    "load_space",
+    "parse_space",
+]
 
 # The study name becomes a file name (studies/<name>.db) and a dashboard label.
 NAME_PATTERN = "^[a-z0-9_-]+$"
@@ -77,7 +84,7 @@ TOP_RULES = {
     "target_img_size": Rule("int", low=1, text="a positive integer"),
     "num_classes": Rule("int", low=1, text="a positive integer"),
 }
-_TOP_DEFAULTS = {"description": "", "target_img_size": 224, "num_classes": 1000}
+TOP_DEFAULTS = {"description": "", "target_img_size": 224, "num_classes": 1000}
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -158,7 +165,7 @@ def parse_space(data: Any, where: Where, path: Path | None = None) -> SearchSpac
 
     name = _name(data, where, path)
     top = {
-        key: rule.parse(data.get(key, _TOP_DEFAULTS[key]), where / key)
+        key: rule.parse(data.get(key, TOP_DEFAULTS[key]), where / key)
         for key, rule in TOP_RULES.items()
     }
     objectives = _objectives(data.get("objectives", ["accuracy", "gflops"]), where / "objectives")
