@@ -162,17 +162,15 @@ class Rule:
             return isinstance(value, str) and value in self.choices
         if self.kind == "str":
             ok = isinstance(value, str) and len(value) >= (self.low or 0)
-        elif not (is_int(value) if self.kind == "int" else is_number(value)):
-            return False
         else:
-            ok = not (
-                self.low is not None and (value <= self.low if self.low_open else value < self.low)
-            )
-            ok = ok and not (
-                self.high is not None
-                and (value >= self.high if self.high_open else value > self.high)
-            )
+            ok = (is_int(value) if self.kind == "int" else is_number(value)) and self._within(value)
         return ok and (self.test is None or self.test(value))
+
+    def _within(self, value: float) -> bool:
+        low, high = self.low, self.high
+        if low is not None and (value <= low if self.low_open else value < low):
+            return False
+        return not (high is not None and (value >= high if self.high_open else value > high))
 
     def check(self, value: Any, where: Where) -> None:
         """Raise ``where``'s error, stating the rule and the value, unless ``value`` passes."""

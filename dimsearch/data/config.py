@@ -55,7 +55,7 @@ FIELD_RULES = {
 }
 
 
-def _check_between(where: Where, values: Mapping[str, Any]) -> None:
+def _check_between(values: Mapping[str, Any], where: Where) -> None:
     """The rules between fields (each field on its own is checked first)."""
     if values["kind"] == "imagefolder" and values["root"] is None:
         raise (where / "root").error(
@@ -109,7 +109,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         where = Where(path="data", raises=DataError)
         check_fields(self, FIELD_RULES, where)
-        _check_between(where, dataclasses.asdict(self))
+        _check_between(dataclasses.asdict(self), where)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, where: str = "data") -> DataConfig:
@@ -121,7 +121,7 @@ class DataConfig:
         """
         at = Where(path=where, raises=DataError)
         given = check_section(d, at, FIELD_RULES, "is not a data option; valid keys: {known}")
-        _check_between(at, {**dataclasses.asdict(cls()), **given})
+        _check_between({**dataclasses.asdict(cls()), **given}, at)
         return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:
