@@ -182,7 +182,7 @@ import dimsearch, dimsearch.data, dimsearch.search, dimsearch.train
 from dimsearch.data import KINDS, DataConfig
 from dimsearch.train import AMP_MODES, AUGMENTS, TrainConfig
 after_import = heavy()
-from dimsearch.search.space import load_space
+from dimsearch.search import load_space
 spaces = sorted(Path("spaces").glob("*.yaml"))
 for path in spaces:
     load_space(path)

@@ -116,10 +116,14 @@ def test_a_space_takes_its_directions_from_the_one_objective_table() -> None:
     space = load_space(SPACES / "pit.yaml")
     assert space.directions == [OBJECTIVES[name] for name in space.objectives]
     assert [name for name, d in OBJECTIVES.items() if d == "maximize"] == ["accuracy"]
+    from dimsearch.search import settings
+
+    assert OBJECTIVES is settings.OBJECTIVES  # one table: the study re-exports the format's
 
 
 def test_importing_a_space_does_not_import_optuna() -> None:
-    """space.py reads `OBJECTIVES` from the study module where it is used, not at import."""
+    """The objective table lives with the space format (settings.py), so a space needs no
+    Optuna to load; the study module re-exports it."""
     code = (
         "import sys, dimsearch.search.space\n"
         "assert 'optuna' not in sys.modules, 'optuna was imported'\n"

@@ -1,4 +1,4 @@
-"""Commands of the search: `run` and `show`."""
+"""Commands of the search: `run`, `show`, and `schema` (the space file format)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,11 @@ def show(
     console.print(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
     console.print(f"{len(st.trials)} trials: {counts}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a space file (for editors: see docs/spaces.md)."""
+    from dimsearch.search.schema import space_schema
+
+    console.out(json.dumps(space_schema(), indent=2), highlight=False)

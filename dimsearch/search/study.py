@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dimsearch import zoo
 from dimsearch._values import is_number
 from dimsearch.errors import DimsearchError
+from dimsearch.search.settings import OBJECTIVES
 
 __all__ = [
     "ACCURACY",
@@ -83,12 +84,8 @@ STUDIES_DIR = Path("studies")
 
 # Objective name -> Optuna direction. Fixed by name, so a space cannot ask to maximise FLOPs.
 # Accuracy is the only objective maximised, which `Objectives.accuracy` relies on.
-OBJECTIVES = {
-    "accuracy": "maximize",
-    "gflops": "minimize",
-    "params_m": "minimize",
-    "latency_ms": "minimize",
-}
+# The objective table is the space format's vocabulary (search/settings.py, torch- and
+# Optuna-free); the study re-exports it as part of its schema.
 ACCURACY = "accuracy"
 
 
