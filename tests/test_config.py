@@ -102,11 +102,11 @@ def test_from_dict_refuses_a_broken_record_with_an_arch_error(change, message) -
 
 
 def test_choice_tables_match_the_layer_tables() -> None:
-    from dimsearch import layers
+    from dimsearch.models import hvit
 
-    assert set(STEMS) == set(layers.STEMS)
-    assert set(TRANSITIONS) == set(layers.TRANSITIONS)
-    assert set(POS_ENCODINGS) == set(layers.POS_ENCODINGS)
+    assert set(STEMS) == set(hvit.STEMS)
+    assert set(TRANSITIONS) == set(hvit.TRANSITIONS)
+    assert set(POS_ENCODINGS) == set(hvit.POS_ENCODINGS)
 
 
 def test_conv3_stem_needs_a_hidden_width() -> None:
