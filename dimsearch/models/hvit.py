@@ -16,11 +16,12 @@ constructor calls of its parts, which `build_model` runs and `dimsearch export` 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
-from dimsearch.config import ArchConfig, StageConfig, StemConfig
+from dimsearch.config import ArchConfig, StageConfig
 from dimsearch.layers import (
     Attention,
     Block,
@@ -204,8 +205,10 @@ def _attention(s: StageConfig, num_tokens: int, norm_eps: float) -> Call:
     )
 
 
-def _stem(stem: StemConfig, in_chans: Var, dim: int) -> Call:
-    return _lookup(STEMS, stem.kind, "stem")(stem, in_chans, dim)
+def _block(s: StageConfig, attention: Call, norm_eps: float, drop_path: float | Var) -> Call:
+    return Call(
+        Block, s.dim, attention, mlp_hidden=s.mlp_hidden, drop_path=drop_path, norm_eps=norm_eps
+    )
 
 
 def model_call(
@@ -228,20 +231,15 @@ def model_call(
             parts["downsample"] = transition(cfg.stages[i - 1].dim, s.dim, tr, t > 0)
         pos = _lookup(POS_ENCODINGS, s.pos, "positional encoding")
         parts["pos"] = pos(s.dim, Var(f"sides[{i}]", grids[i]))
-        attention = _attention(s, t, cfg.norm_eps)
-        stop = start + s.depth
-        parts["blocks"] = Each(
-            "p",
-            Var(f"dpr[{start}:{stop}]", rates[start:stop]),
-            lambda p, s=s, attention=attention: Call(
-                Block, s.dim, attention, mlp_hidden=s.mlp_hidden, drop_path=p, norm_eps=cfg.norm_eps
-            ),
-        )
+        block = partial(_block, s, _attention(s, t, cfg.norm_eps), cfg.norm_eps)
+        stop = start + s.depth  # one block per drop-path rate
+        parts["blocks"] = Each("p", Var(f"dpr[{start}:{stop}]", rates[start:stop]), block)
         stages.append(Call(Stage, **parts))
         start = stop
+    stem = _lookup(STEMS, cfg.stem.kind, "stem")
     return Call(
         HViT,
-        stem=_stem(cfg.stem, Var("in_chans", cfg.in_chans), cfg.stages[0].dim),
+        stem=stem(cfg.stem, Var("in_chans", cfg.in_chans), cfg.stages[0].dim),
         stages=stages,
         embed_dim=cfg.stages[0].dim,
         num_features=cfg.stages[-1].dim,
