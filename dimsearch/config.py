@@ -47,8 +47,8 @@ __all__ = [
     "conv_out",
 ]
 
-# Named choices. The layer tables in `dimsearch.layers` are keyed by exactly these names (a test
-# checks it); they are repeated here so a config can be validated without importing torch.
+# Named choices. The layer tables in `dimsearch.models.hvit` are keyed by exactly these names (a
+# test checks it); they are repeated here so a config can be validated without importing torch.
 STEMS = ("patch", "conv3", "conv7")
 TRANSITIONS = ("dwconv", "avg", "max", "conv")
 POS_ENCODINGS = ("le", "gl", "pa", "none")
@@ -116,13 +116,20 @@ class StemConfig:
     def __post_init__(self) -> None:
         check_fields(self, _STEM_RULES, _where("stem"))
 
+    @property
+    def steps(self) -> tuple[tuple[int, int, int], ...]:
+        """(kernel, stride, padding) of each conv or pool that changes the grid size."""
+        if self.kind == "patch":
+            return ((self.patch_size, self.stride, self.padding),)
+        if self.kind == "conv3":
+            return ((3, 2, 1), (3, 2, 1))  # the stride-1 conv between keeps the size
+        return ((7, 2, 3), (3, 2, 1))  # conv7: conv then max pool
+
     def out_size(self, n: int) -> int:
         """Grid length after the stem for an input of length ``n``."""
-        if self.kind == "patch":
-            return conv_out(n, self.patch_size, self.stride, self.padding)
-        if self.kind == "conv3":
-            return conv_out(conv_out(n, 3, 2, 1), 3, 2, 1)
-        return conv_out(conv_out(n, 7, 2, 3), 3, 2, 1)  # conv7: conv then max pool
+        for kernel, stride, padding in self.steps:
+            n = conv_out(n, kernel, stride, padding)
+        return n
 
 
 @dataclass(frozen=True)
