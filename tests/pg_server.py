@@ -60,7 +60,16 @@ def start(folder: Path, port: int | None = None) -> str:
     if not (data / "PG_VERSION").exists():
         subprocess.run(
             _as_server_user(
-                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ]
             ),
             check=True,
             capture_output=True,

@@ -280,9 +280,9 @@ def _with_kind(raw: Any, where: Where, rules: Mapping[str, Rule], cls: type, kin
 
 def _early_stopping(raw: Any, where: Where, train: TrainConfig) -> EarlyStopping:
     early = _with_kind(raw, where, EARLY_STOPPING_RULES, EarlyStopping, "early_stopping")
-    if early.kind == "asha" and early.grace_period > train.epochs:
+    if early.kind != "none" and early.grace_period > train.epochs:
         raise (where / "grace_period").error(
-            f"must be <= train.epochs (ASHA's max_t), got grace_period="
+            f"must be <= train.epochs (the last rung), got grace_period="
             f"{early.grace_period}, epochs={train.epochs}"
         )
     return dataclasses.replace(early, max_t=train.epochs)

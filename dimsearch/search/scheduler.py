@@ -74,6 +74,11 @@ class RungScheduler(FIFOScheduler):
         self.on_event = on_event
         self._known: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles its tuner for a Ray-side resume that dimsearch never uses (a search
+        # resumes from the study); the live view's console and the callbacks do not pickle
+        return {}
+
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         epoch = result.get("epoch", 0)
         if not isinstance(epoch, int | float) or epoch < 1 or "over_budget" in result:

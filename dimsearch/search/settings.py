@@ -50,7 +50,7 @@ OBJECTIVES = {
     "latency_ms": "minimize",
 }
 SAMPLERS = ("tpe", "nsga2", "random")
-EARLY_STOPPING = ("asha", "none")
+EARLY_STOPPING = ("moasha", "asha", "none")
 LATENCY_DEVICES = ("cpu", "cuda")
 
 
@@ -66,12 +66,21 @@ class LatencySettings:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """Ray Tune early stopping; ``max_t`` is ``train.epochs`` (not a key of the file)."""
+    """Successive halving of the proxy trainings (`dimsearch.search.moasha.RungRule`).
 
-    kind: str = "asha"
+    ``moasha`` (the default) ranks the trials at a rung on every objective of the space, so a
+    cheap sample on the accuracy/GFLOPs front is not stopped for its accuracy alone; ``asha``
+    ranks on accuracy only; ``none`` trains every trial the full budget. ``brackets`` > 1 runs
+    Hyperband-style brackets whose first rung is ``grace_period * reduction_factor**s``.
+    ``protect_seeds`` trains the zoo seeds the full budget whatever their rank, so every front
+    carries its references. ``max_t`` is ``train.epochs`` (not a key of the file).
+    """
+
+    kind: str = "moasha"
     grace_period: int = 1
     reduction_factor: float = 2.0
     brackets: int = 1
+    protect_seeds: bool = True
     max_t: int = 1
 
 
@@ -115,11 +124,17 @@ class SamplerSettings:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How much one ``dimsearch run`` does: sampled trials trained, parallelism, wall limit."""
+    """How much one ``dimsearch run`` does: sampled trials trained, parallelism, wall limit.
+
+    ``repeats`` K > 1: once the sampled trials are spent, the final front and the seeds are
+    trained again with K - 1 further training seeds, so their accuracy is a mean with a
+    spread and neighbours within noise of each other can be told apart from real steps.
+    """
 
     trials: int = 12
     max_concurrent: int = 1
     timeout_min: float | None = None
+    repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,7 @@ EARLY_STOPPING_RULES = {
     "grace_period": Rule("int", low=1),
     "reduction_factor": Rule("number", low=1, low_open=True),
     "brackets": Rule("int", low=1),
+    "protect_seeds": _BOOL,
 }
 SAMPLER_RULES = {
     "kind": Rule("choice", choices=SAMPLERS),
@@ -163,6 +179,7 @@ SEARCH_RULES = {
     "trials": Rule("int", low=0),
     "max_concurrent": Rule("int", low=1),
     "timeout_min": Rule("number", low=0, low_open=True, optional=True),
+    "repeats": Rule("int", low=1, high=10),
 }
 RESOURCE_RULES = {
     "cpus": _POSITIVE,
@@ -183,7 +200,11 @@ KIND_KEYS: dict[str, Mapping[str, Sequence[str]]] = {
         "nsga2": ("seed", "population_size", "crossover_prob", "mutation_prob"),
         "random": ("seed",),
     },
-    "early_stopping": {"asha": ("grace_period", "reduction_factor", "brackets"), "none": ()},
+    "early_stopping": {
+        "moasha": ("grace_period", "reduction_factor", "brackets", "protect_seeds"),
+        "asha": ("grace_period", "reduction_factor", "brackets", "protect_seeds"),
+        "none": (),
+    },
 }
 
 

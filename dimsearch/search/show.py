@@ -17,30 +17,47 @@ __all__ = ["study_table"]
 
 def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: bool) -> Table:
     """A rich table of ``rows`` (from `study_rows`); with ``all_trials`` a ``*`` after the
-    number marks the Pareto front, and the reasons follow in the table's caption."""
+    number marks the Pareto front, and the reasons follow in the table's caption.
+
+    Where an architecture was trained more than once (``search.repeats``), its accuracy reads
+    ``mean ± std (n)``, and ``~`` marks front neighbours whose intervals overlap: their order
+    on the front is within the noise of training.
+    """
     kind = "all trials" if all_trials else "Pareto front"
     table = Table(title=f"{study.study_name}: {kind} ({len(rows)})")
     for c in ("#", "seed", "state", "top-1 %", "GFLOPs", "ms", "M params", "epochs"):
         table.add_column(c, justify="left" if c in ("seed", "state") else "right", no_wrap=True)
     reasons = []
+    noisy = False
     for r in rows:
         mark = "*" if all_trials and r["pareto"] else ""
         table.add_row(
             f"{r['number']}{mark}",
             r["label"] or "",
             r["state"].lower(),
-            _fmt(r["accuracy"], "{:.2f}"),
+            _accuracy(r),
             _fmt(r["gflops"], "{:.3f}"),
             _fmt(r["latency_ms"], "{:.2f}"),
             _fmt(r["params"] and r["params"] / 1e6, "{:.2f}"),
             _fmt(r["epochs"], "{}"),
         )
+        if r.get("within_noise"):
+            noisy = True
         if all_trials and r["reason"]:
             reasons.append(f"#{r['number']} {r['state'].lower()}: {r['reason']}")
+    if noisy:
+        reasons.insert(0, "~ mean ± std overlaps a front neighbour's: their order is noise")
     if reasons:
         table.caption = "\n".join(reasons)
         table.caption_justify = "left"
     return table
+
+
+def _accuracy(r: dict[str, Any]) -> str:
+    text = _fmt(r["accuracy"], "{:.2f}")
+    if r.get("accuracy_std") is not None:
+        text += f" ± {r['accuracy_std']:.2f} ({len(r['accuracy_runs'])})"
+    return text + (" ~" if r.get("within_noise") else "")
 
 
 def _fmt(value: Any, spec: str) -> str:

@@ -424,7 +424,6 @@ class SearchSpace:
         }
 
 
-
 def _check_trainable(cfg: ArchConfig, img_size: int) -> None:
     """Raise ArchError if ``cfg`` cannot be proxy-trained at ``img_size``: beyond the grids
     (`ArchConfig.grids`), see `ArchConfig.single_element_attention`."""

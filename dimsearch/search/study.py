@@ -32,6 +32,7 @@ The contract:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,15 +55,18 @@ __all__ = [
     "STUDIES_DIR",
     "Attr",
     "Objectives",
+    "RepeatStats",
     "StudyError",
     "curve_attr",
     "directions_of",
     "front_trials",
+    "missing_repeats",
     "nondominated",
     "number_attr",
     "objectives_of",
     "open_study",
     "recover_orphans",
+    "repeat_stats",
     "resolve_storage",
     "seeds_present",
     "set_study_system_attr",
@@ -112,6 +116,8 @@ class Attr:
     ERROR = "error"  # traceback tail of a FAIL
     NODE = "node"  # where it ran: hostname / ip / pid
     SECONDS = "seconds"  # wall time of the proxy training
+    TRAIN_SEED = "train_seed"  # the proxy training's seed (repeats differ only in it)
+    REPEAT_OF = "repeat_of"  # number of the trial this one re-trains with another seed
     EPOCH_SECONDS = "epoch_seconds"  # wall time of each epoch (train + eval): replays need it
     EPOCH_CPU_SECONDS = "epoch_cpu_seconds"  # CPU time of each epoch: steady on a busy machine
     RAY_TRIAL = "ray_trial_id"
@@ -200,12 +206,93 @@ def trial_accuracy(trial: FrozenTrial, accuracy: int | None) -> float | None:
 def front_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Non-dominated COMPLETE trials (ties kept), sorted by the first objective, best first.
 
-    Optuna's `Study.best_trials`, which counts COMPLETE trials only (PRUNED and FAIL trials
-    never reach the front, whatever values they carry). It would count only feasible trials
-    of a constrained study; dimsearch sets no constraints.
+    Without repeats this is Optuna's `Study.best_trials`, which counts COMPLETE trials only
+    (PRUNED and FAIL trials never reach the front, whatever values they carry). With repeats
+    (``search.repeats``), an architecture is one point: its trial, at the mean of its runs'
+    values (`repeat_stats`); the repeat trials themselves are never front members.
     """
     sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
-    return sorted(study.best_trials, key=lambda t: sign * t.values[0])
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not any(Attr.REPEAT_OF in t.user_attrs for t in complete):
+        return sorted(study.best_trials, key=lambda t: sign * t.values[0])
+    stats = repeat_stats(study)
+    base = [t for t in complete if t.number in stats]
+    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+    points = [[sg * v for sg, v in zip(signs, stats[t.number].means, strict=True)] for t in base]
+    mask = nondominated(points)
+    front = [t for t, keep in zip(base, mask, strict=True) if keep]
+    return sorted(front, key=lambda t: sign * stats[t.number].means[0])
+
+
+@dataclass(frozen=True)
+class RepeatStats:
+    """One architecture's COMPLETE runs: its trial and the repeats that re-trained it.
+
+    Attributes:
+        number: the trial that first trained the architecture.
+        runs: the runs' trial numbers, that trial first.
+        train_seeds: the training seed of each run (None where not recorded).
+        values: each run's objective values, in run order.
+        means: the mean of each objective over the runs.
+        stds: the sample standard deviation of each objective (0 with one run).
+    """
+
+    number: int
+    runs: tuple[int, ...]
+    train_seeds: tuple[int | None, ...]
+    values: tuple[tuple[float, ...], ...]
+    means: tuple[float, ...]
+    stds: tuple[float, ...]
+
+
+def repeat_stats(study: optuna.Study) -> dict[int, RepeatStats]:
+    """Every COMPLETE, non-repeat trial's runs (itself plus its COMPLETE repeats) and their
+    mean and spread per objective. A repeat whose original did not complete counts nowhere."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    groups: dict[int, list[FrozenTrial]] = {
+        t.number: [t] for t in complete if Attr.REPEAT_OF not in t.user_attrs
+    }
+    for t in complete:
+        of = t.user_attrs.get(Attr.REPEAT_OF)
+        if of in groups:
+            groups[of].append(t)
+    out = {}
+    for number, runs in groups.items():
+        values = np.array([r.values for r in runs], dtype=float)
+        stds = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1])
+        out[number] = RepeatStats(
+            number=number,
+            runs=tuple(r.number for r in runs),
+            train_seeds=tuple(r.user_attrs.get(Attr.TRAIN_SEED) for r in runs),
+            values=tuple(tuple(float(v) for v in r.values) for r in runs),
+            means=tuple(float(v) for v in values.mean(axis=0)),
+            stds=tuple(float(v) for v in stds),
+        )
+    return out
+
+
+def missing_repeats(study: optuna.Study, repeats: int, base_seed: int) -> list[tuple[int, int]]:
+    """(trial number, training seed) pairs still to train so that the front and the seeds
+    have ``repeats`` runs each: seeds ``base_seed + 1 .. base_seed + repeats - 1``. Repeats
+    already COMPLETE, RUNNING or WAITING are not asked for again; failed ones are."""
+    if repeats <= 1:
+        return []
+    targets = {t.number for t in front_trials(study)}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get(Attr.SEED) is not None and Attr.REPEAT_OF not in t.user_attrs:
+            targets.add(t.number)
+    have = set()
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    for t in study.get_trials(deepcopy=False, states=live):
+        of = t.user_attrs.get(Attr.REPEAT_OF)
+        if of is not None:
+            have.add((of, t.user_attrs.get(Attr.TRAIN_SEED)))
+    return [
+        (n, base_seed + k)
+        for n in sorted(targets)
+        for k in range(1, repeats)
+        if (n, base_seed + k) not in have
+    ]
 
 
 def nondominated(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -223,9 +310,15 @@ def nondominated(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
 # -- rows ----------------------------------------------------------------------------------------
 
 
-def trial_row(t: FrozenTrial, objectives: Objectives, on_front: bool) -> dict[str, Any]:
+def trial_row(
+    t: FrozenTrial,
+    objectives: Objectives,
+    on_front: bool,
+    repeats: RepeatStats | None = None,
+) -> dict[str, Any]:
     """One trial as a flat, JSON-ready record; a stored figure that is not a number reads
-    as ``None`` (see `number_attr`)."""
+    as ``None`` (see `number_attr`). With ``repeats`` (more than one run), the accuracy is the
+    runs' mean and the record carries ``accuracy_std``, ``accuracy_runs`` and ``runs``."""
     ua = t.user_attrs
     node = ua.get(Attr.NODE)
     seed = ua.get(Attr.SEED)
@@ -248,6 +341,16 @@ def trial_row(t: FrozenTrial, objectives: Objectives, on_front: bool) -> dict[st
     if t.values is not None:
         row["values"] = dict(zip(objectives.names, t.values, strict=True))
     row["accuracy"] = trial_accuracy(t, objectives.accuracy)
+    row["repeat_of"] = ua.get(Attr.REPEAT_OF)
+    row["train_seed"] = ua.get(Attr.TRAIN_SEED)
+    if repeats is not None and len(repeats.runs) > 1:
+        row["values"] = dict(zip(objectives.names, repeats.means, strict=True))
+        row["runs"] = list(repeats.runs)
+        i = objectives.accuracy
+        if i is not None:
+            row["accuracy"] = repeats.means[i]
+            row["accuracy_std"] = repeats.stds[i]
+            row["accuracy_runs"] = [v[i] for v in repeats.values]
     return row
 
 
@@ -256,11 +359,24 @@ def study_rows(study: optuna.Study, *, all_trials: bool = False) -> list[dict[st
     objectives = objectives_of(study)
     front = front_trials(study)
     on_front = {t.number for t in front}
+    stats = repeat_stats(study)
     trials = study.get_trials(deepcopy=False) if all_trials else front
-    rows = [trial_row(t, objectives, t.number in on_front) for t in trials]
+    rows = [trial_row(t, objectives, t.number in on_front, stats.get(t.number)) for t in trials]
     if not all_trials:
         rows.sort(key=lambda r: -(r["accuracy"] or 0.0))
+        _mark_overlaps(rows)
     return rows
+
+
+def _mark_overlaps(rows: list[dict[str, Any]]) -> None:
+    """Front rows sorted by accuracy: ``within_noise`` is True where a row's mean +- std
+    interval overlaps its more accurate neighbour's (their order is not established)."""
+    for above, row in itertools.pairwise(rows):
+        a, b = above.get("accuracy_std"), row.get("accuracy_std")
+        if a is None or b is None or above["accuracy"] is None or row["accuracy"] is None:
+            continue
+        if above["accuracy"] - a <= row["accuracy"] + b:
+            row["within_noise"] = above["within_noise"] = True
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
