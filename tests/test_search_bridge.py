@@ -210,3 +210,43 @@ def test_repeats_retrain_the_front_and_the_seeds_and_a_rerun_adds_none(
 
     again, _ = _run(tmp_path, 0, monkeypatch, early="moasha", repeats=2)
     assert len(again.trials) == len(study.trials)  # nothing missing, nothing re-trained
+
+
+def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    from dimsearch.search.runner import SAMPLE_TAG, run_sample
+
+    monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
+    storage = f"sqlite:///{tmp_path / 'bridge.db'}"
+    space = _space(tmp_path, 0, early="moasha", repeats=2)  # a sample overrides both
+
+    def record() -> optuna.Study:
+        with open(tmp_path / "log.txt", "a") as log:
+            run_sample(
+                space,
+                4,
+                storage=storage,
+                console=Console(file=log, width=200),
+                trainable=scripted_trials.scripted,
+                shutdown_ray=False,
+            )
+        return optuna.load_study(study_name="bridge", storage=storage)
+
+    def sampled(study: optuna.Study, *states: TrialState) -> list:
+        return [
+            t
+            for t in _trained(study)
+            if t.user_attrs.get(Attr.SEED) is None and (not states or t.state in states)
+        ]
+
+    first = record()
+    assert first.user_attrs[SAMPLE_TAG] == {"n": 4}
+    assert len(sampled(first)) == 4  # four draws went to training (budget rejections aside)
+    assert not sampled(first, TrialState.PRUNED)  # nothing stopped early
+    assert not [t for t in first.trials if Attr.REPEAT_OF in t.user_attrs]  # no repeats
+    complete = len(sampled(first, TrialState.COMPLETE))
+    assert all(t.user_attrs[Attr.EPOCHS] == 4 for t in sampled(first, TrialState.COMPLETE))
+
+    second = record()  # the failed draws are replaced; nothing complete is trained again
+    assert len(sampled(second)) == 4 + (4 - complete)

@@ -1,4 +1,4 @@
-"""Commands on a recorded sample of a space: `sample-export` and `fidelity`.
+"""Commands on a design-space sample: `sample` (record it), `sample-export` and `fidelity`.
 
 A sample is a study where every architecture trained the full budget (a random sampler, no
 early stopping; e.g. benchmarks/pit_fmnist32.yaml). `sample-export` keeps it as a small
@@ -23,6 +23,36 @@ SAMPLE_HELP = (
     "A sample table (.json or .json.gz), or a study: space name, studies/<name>.db, or the "
     "space YAML."
 )
+
+
+@app.command()
+def sample(
+    space: Path = typer.Argument(..., help="Search-space YAML, e.g. benchmarks/pit_fmnist32.yaml."),
+    n: int = typer.Option(..., "--n", min=1, help="Architectures in the sample (seeds on top)."),
+    storage: str = typer.Option(
+        None, help="Optuna storage: SQLAlchemy URL or journal file (default studies/<name>.db)."
+    ),
+    address: str = typer.Option(None, help="Join this Ray cluster (default: a local Ray)."),
+) -> None:
+    """Record a uniform sample of SPACE: N random architectures (budgets applied) and the seeds,
+    each trained the full budget; rerun the same command to resume it."""
+    from dimsearch.search import load_space
+    from dimsearch.search.runner import run_sample
+
+    with user_errors():
+        summary = run_sample(
+            load_space(space), n, storage=storage, address=address, console=console
+        )
+    c = summary.counts
+    console.print(
+        f"this session: {c['complete']} complete, {c['failed']} failed in "
+        f"{summary.seconds / 60:.1f} min; sample stored in {escape(summary.storage)}",
+        soft_wrap=True,
+    )
+    if summary.interrupted:
+        console.print(
+            f"[yellow]interrupted.[/] Resume with `dimsearch sample {escape(str(space))} --n {n}`"
+        )
 
 
 @app.command("sample-export")

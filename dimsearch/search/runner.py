@@ -8,6 +8,7 @@ replay its random start-up samples) and adds ``search.trials`` new sampled trial
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from dimsearch.search.study import (
     storage_url,
 )
 
-__all__ = ["RunSummary", "run"]
+__all__ = ["SAMPLE_TAG", "RunSummary", "run", "run_sample", "sample_settings"]
 
 
 class _Interrupt:
@@ -354,3 +355,65 @@ def _payload_builder(space: Any) -> Callable[[dict[str, Any], int], dict[str, An
         )
 
     return build
+
+
+SAMPLE_TAG = "sample"  # study user attr of a design-space sample: {"n": N}
+
+
+def sample_settings(space: Any) -> Any:
+    """``space`` as a design-space sample trains it: a uniform (random) sampler with the
+    space's sampler seed, no early stopping and no repeats of a front; everything else (the
+    space, budgets, seeds, data, training, resources) as the file says."""
+    return dataclasses.replace(
+        space,
+        sampler=dataclasses.replace(space.sampler, kind="random"),
+        early_stopping=dataclasses.replace(space.early_stopping, kind="none"),
+        search=dataclasses.replace(space.search, repeats=1),
+    )
+
+
+def run_sample(
+    space: Any,
+    n: int,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    console: Console | None = None,
+    **run_options: Any,
+) -> RunSummary:
+    """Record (or resume) a uniform sample of ``n`` architectures of ``space``, each trained
+    the full proxy budget (`sample_settings`), seeds included on top.
+
+    ``n`` is the size of the sample, not of this session: a rerun trains only what is missing
+    (architectures that FAILed, e.g. killed with the session, are replaced by new draws), so
+    a long recording survives any number of stops. The study is tagged ``sample``.
+    ``run_options`` go to `run` (``trainable``, ``shutdown_ray``).
+    """
+    spc = sample_settings(space)
+    store = resolve_storage(storage, spc.name)
+    study = open_study(spc.name, store, directions=list(spc.directions))
+    tag = study.user_attrs.get(SAMPLE_TAG)
+    stopped = [  # trained, then stopped early: a search's trial (budget rejections aside)
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if (t.user_attrs.get(Attr.EPOCHS) or 0) >= 1
+    ]
+    if tag is None and stopped:
+        raise StudyError(
+            f"study {spc.name!r} holds a search with early stopping, not a sample: record the "
+            "sample under another name or --storage"
+        )
+    study.set_user_attr(SAMPLE_TAG, {"n": n})
+    done = sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get(Attr.SEED) is None and Attr.REPEAT_OF not in t.user_attrs
+    )
+    return run(
+        spc,
+        storage=storage,
+        address=address,
+        trials=max(0, n - done),
+        console=console,
+        **run_options,
+    )
