@@ -112,6 +112,18 @@ def _enqueue_seeds(study: optuna.Study, space: Any) -> list[str]:
     return added
 
 
+def session_plan(space: Any, trials: int | None = None) -> dict[str, Any]:
+    """What one session runs, from the ``search:`` section (and ``--trials``): sampled trials,
+    parallel trials, the wall-clock budget in seconds and the runs each front member gets."""
+    s = space.search
+    return {
+        "sampled": s.trials if trials is None else trials,
+        "max_concurrent": s.max_concurrent,
+        "time_budget_s": s.timeout_min * 60 if s.timeout_min else None,
+        "repeats": s.repeats,
+    }
+
+
 def _enqueue_repeats(study: optuna.Study, space: Any) -> list[tuple[int, int]]:
     """Enqueue the re-trainings `missing_repeats` asks for (same params, another training
     seed); a rerun enqueues only those not yet done, and retries failed ones."""
@@ -183,8 +195,8 @@ def run(
     recovered = recover_orphans(study)
     seeds = _enqueue_seeds(study, space)
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    n_sampled = space.search.trials if trials is None else trials
-    total = waiting + n_sampled
+    plan = session_plan(space, trials)
+    total = waiting + plan["sampled"]
     study.sampler = space.make_sampler(seed_offset=len(study.trials))
 
     live = LiveView(console, study, total=total, timeout_min=space.search.timeout_min)
@@ -193,7 +205,7 @@ def run(
     if seeds:
         live.event("start", f"enqueued seeds: {', '.join(seeds)}")
 
-    if total == 0 and not missing_repeats(study, space.search.repeats, space.train.seed):
+    if total == 0 and not missing_repeats(study, plan["repeats"], space.train.seed):
         live.event("warn", "nothing to run: no seeds or repeats pending and --trials 0")
         return RunSummary(
             space.name,
@@ -231,7 +243,7 @@ def run(
                 search_alg=searcher,
                 scheduler=scheduler,
                 num_samples=num_samples,
-                max_concurrent_trials=space.search.max_concurrent,
+                max_concurrent_trials=plan["max_concurrent"],
                 time_budget_s=time_budget_s,
                 trial_dirname_creator=lambda trial: trial.trial_id,
             ),
@@ -246,7 +258,7 @@ def run(
         )
         tuner.fit()
 
-    budget_s = space.search.timeout_min * 60 if space.search.timeout_min else None
+    budget_s = plan["time_budget_s"]
     interrupted = False
     with live, interrupt, _quiet_ray_tune():
         try:
