@@ -53,6 +53,7 @@ from optuna.trial import TrialState
 
 from dimsearch import cost, zoo
 from dimsearch.analysis.hypervolume import hypervolume, reference_point
+from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError
 from dimsearch.search import SearchSpace
 from dimsearch.search.moasha import Decision, RungRule
@@ -167,6 +168,7 @@ class TrialTrace:
         values: its objective values (COMPLETE only).
         records: recorded runs (trial numbers in the sample) its run came from.
         curve, epoch_seconds: the run it was given.
+        arch: its architecture (None for a rejected proposal that is no valid network).
     """
 
     number: int
@@ -181,6 +183,7 @@ class TrialTrace:
     records: tuple[int, ...] = ()
     curve: tuple[float, ...] = ()
     epoch_seconds: tuple[float, ...] = ()
+    arch: ArchConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +390,7 @@ class _Replayer:
         for _ in range(MAX_REJECTED_IN_A_ROW):
             trial = self.study.ask()
             seed = trial.user_attrs.get(Attr.SEED)
+            cfg = None
             try:
                 cfg = space.sample(trial)
                 reason = space.check_budgets(cfg)
@@ -395,7 +399,7 @@ class _Replayer:
             if reason:  # the bridge's rule: PRUNED before training, at no cost
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.traces[trial.number] = TrialTrace(
-                    trial.number, seed, "rejected", self.clock, self.clock, state="PRUNED"
+                    trial.number, seed, "rejected", self.clock, self.clock, state="PRUNED", arch=cfg
                 )
                 continue
             est = cost.estimate(cfg, space.target_img_size, space.num_classes)
@@ -411,6 +415,7 @@ class _Replayer:
                 records=run.records,
                 curve=run.curve,
                 epoch_seconds=run.epoch_seconds,
+                arch=cfg,
             )
             self.running[trial.number] = (trial, static)
             self._push(self.clock + run.epoch_seconds[0], trial.number, 1)
