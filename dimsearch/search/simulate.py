@@ -348,6 +348,8 @@ class _Replayer:
         self._fill()
         while self.heap:
             t, _, number, epoch = self.heap[0]
+            if t < self.clock:  # would charge negative compute and never end
+                raise RuntimeError(f"internal: an event at {t} is before the clock {self.clock}")
             busy = len(self.running)
             step = busy * (t - self.clock)
             if self.spent + step > self.budget:  # the budget runs out before this result
