@@ -255,6 +255,6 @@ def _print_search_bench(res: SearchBench) -> None:
         f"{res.budget:,.0f} worker-seconds per replication ({res.budget_frac:g} x recording "
         f"the sample, {res.timing}); {res.workers} workers; {res.reps} replications per "
         f"method, seeds {res.seed}..{res.seed + res.reps - 1}; surrogate: "
-        f"{res.neighbours} nearest neighbour(s), {res.time_model}"
+        f"{res.neighbours} nearest neighbour(s), {res.time_model}; ASHA/MOASHA {res.rungs}"
     )
     console.print(f"wall time: {res.wall_seconds:.1f} s")

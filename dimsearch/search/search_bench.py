@@ -30,6 +30,7 @@ from dimsearch.search.simulate import (
     METHODS,
     Method,
     Replay,
+    describe_rungs,
     replayed_objectives,
     run_replays,
     table_reference,
@@ -143,6 +144,7 @@ class SearchBench:
             reference point (fixed for the table).
         left_out: the space's objectives the replay cannot give, with why.
         timing, time_model: which epoch times were replayed and how surrogates are rescaled.
+        rungs: where the ASHA / MOASHA methods can stop a trial.
         workers, reps, seed, neighbours: how the replays ran (replication r: seed + r).
         budget: worker-seconds per replication; budget_frac: its share of `recording`, the
             worker-seconds of training every architecture of the sample once.
@@ -162,6 +164,7 @@ class SearchBench:
     left_out: dict[str, str]
     timing: str
     time_model: str
+    rungs: str
     workers: int
     reps: int
     seed: int
@@ -225,6 +228,7 @@ class SearchBench:
             "left_out": self.left_out,
             "timing": self.timing,
             "time_model": self.time_model,
+            "rungs": self.rungs,
             "workers": self.workers,
             "reps": self.reps,
             "seed": self.seed,
@@ -319,6 +323,7 @@ def bench_search(
         left_out=left_out,
         timing=rt.timing,
         time_model=rt.time_model.describe(),
+        rungs=describe_rungs(rt.space, rt.epochs),
         workers=next(iter(replays.values()))[0].workers,
         reps=reps,
         seed=seed,

@@ -68,6 +68,7 @@ __all__ = [
     "Method",
     "Replay",
     "TrialTrace",
+    "describe_rungs",
     "replay",
     "replayed_objectives",
     "run_replays",
@@ -281,6 +282,24 @@ def _rule(
         reduction_factor=es.reduction_factor,
         max_t=max_t,
         brackets=es.brackets,
+    )
+
+
+def describe_rungs(space: SearchSpace, epochs: int) -> str:
+    """Where the ASHA / MOASHA methods can stop a trial, and where the settings come from."""
+    rule = _rule(space, "asha", ["accuracy"], ["maximize"], epochs)
+    assert rule is not None
+    es = space.early_stopping
+    rungs = "; ".join(
+        f"bracket {b}: epochs {', '.join(map(str, rule.milestones(b))) or 'none'}"
+        for b in range(rule.brackets)
+    )
+    source = "the space's early_stopping"
+    if es.kind == "none":
+        source += " (kind none: its defaults)"
+    return (
+        f"rungs {rungs} of {epochs} (grace_period {es.grace_period}, reduction_factor "
+        f"{es.reduction_factor:g}, {es.brackets} bracket(s), from {source})"
     )
 
 
