@@ -311,5 +311,6 @@ def test_cli_bench_search_prints_the_figures(tmp_path, space: SearchSpace) -> No
     d = json.loads(res.output)
     assert [m["method"] for m in d["methods"]] == ["nsga2"] and d["workers"] == 2
     assert d["targets"][0]["verdict"] == "not measured"
+    assert "replays random search" in d["notes"][0]  # population 50 > the trials of a replay
     res = runner.invoke(app, [*args, "--methods", "grid"])
     assert res.exit_code == 2 and "methods must be some of" in res.output

@@ -204,10 +204,11 @@ def _print_search_bench(res: SearchBench) -> None:
     from rich.table import Table
 
     def share(x: float) -> str:
-        return f"{x:.0%}" if math.isfinite(x) else "not reached"
+        return f"{x:.0%}" if math.isfinite(x) else "never"
 
     def cell(i: Interval, fmt: Callable[[float], str]) -> str:
-        return f"{fmt(i.median)}\n[dim]{fmt(i.low)} .. {fmt(i.high)}[/]"
+        median = "not reached" if fmt is share and not math.isfinite(i.median) else fmt(i.median)
+        return f"{median}\n[dim]{fmt(i.low)}..{fmt(i.high)}[/]"
 
     hv = Table(title=f"{escape(res.sample)}: hypervolume at a share of the compute budget")
     hv.add_column("method", no_wrap=True)
@@ -223,11 +224,11 @@ def _print_search_bench(res: SearchBench) -> None:
     console.print(hv)
 
     trials = Table(title="trials per replication (median); compute to reach random search")
-    for col in ("method", "completed", "stopped", "rejected", "exact", "to random's HV"):
+    for col in ("method", "complete", "stopped", "rejected", "exact", "to random's HV"):
         trials.add_column(col, justify="right", no_wrap=True)
     for m in res.methods:
         reach = (
-            "-" if m.reach is None else cell(m.reach, share) + f" [dim]{m.reached}/{res.reps}[/]"
+            "-" if m.reach is None else cell(m.reach, share) + f" [dim]({m.reached}/{res.reps})[/]"
         )
         trials.add_row(
             m.method.name,
@@ -248,6 +249,8 @@ def _print_search_bench(res: SearchBench) -> None:
         console.print(f"random search's final median hypervolume: {res.random_final:.4g}")
     for t in res.targets:
         console.print(f"target ({t.name}) {t.text}: {t.measured} -> [bold]{t.word}[/]")
+    for note in res.notes:
+        console.print(f"note: {note}")
     for name, why in res.left_out.items():
         console.print(f"objective left out: {name} ({why})")
     console.print(

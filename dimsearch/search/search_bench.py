@@ -151,6 +151,8 @@ class SearchBench:
         fractions: the budget shares the hypervolume is given at.
         random_final: random search's final median hypervolume (None: not run).
         methods: one summary per method, in the order asked.
+        notes: what a reader of the figures should know (e.g. NSGA-II never left its
+            random first generation).
         wall_seconds: how long the benchmark took.
     """
 
@@ -175,6 +177,7 @@ class SearchBench:
     fractions: tuple[float, ...]
     random_final: float | None
     methods: tuple[MethodSummary, ...]
+    notes: tuple[str, ...]
     wall_seconds: float
 
     def method(self, name: str) -> MethodSummary | None:
@@ -239,6 +242,7 @@ class SearchBench:
             "fractions": list(self.fractions),
             "random_final_hypervolume": self.random_final,
             "methods": [m.to_dict(self.fractions) for m in self.methods],
+            "notes": list(self.notes),
             "targets": [
                 {"name": t.name, "target": t.text, "measured": t.measured, "verdict": t.word}
                 for t in self.targets
@@ -305,6 +309,14 @@ def bench_search(
                 replays=tuple(runs),
             )
         )
+    notes = []
+    nsga2 = next((m for m in summaries if m.method.sampler == "nsga2"), None)
+    population = rt.space.sampler.population_size
+    if nsga2 is not None and max(len(r.trials) for r in nsga2.replays) <= population:
+        notes.append(
+            f"{nsga2.method.name} never got past its first generation (population_size "
+            f"{population}), which NSGA-II samples at random: it replays random search"
+        )
     left_out = {
         o: "not replayable: a proposal off the sample has no measured latency"
         if o == "latency_ms"
@@ -334,5 +346,6 @@ def bench_search(
         fractions=FRACTIONS,
         random_final=random_final,
         methods=tuple(summaries),
+        notes=tuple(notes),
         wall_seconds=time.perf_counter() - started,
     )
