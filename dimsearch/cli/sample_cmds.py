@@ -1,23 +1,28 @@
-"""Commands on a design-space sample: `sample` (record it), `sample-export` and `fidelity`.
+"""Commands on a design-space sample: `sample` (record it), `sample-export`, `fidelity` and
+`bench search`.
 
 A sample is a study where every architecture trained the full budget (a random sampler, no
 early stopping; e.g. benchmarks/pit_fmnist32.yaml). `sample-export` keeps it as a small
-versioned table (docs/sample-format.md); `fidelity` reads a table or the study itself.
+versioned table (docs/sample-format.md); `fidelity` reads a table or the study itself;
+`bench search` replays search methods on it in simulated time.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from dimsearch.cli._common import app, console, user_errors
+from dimsearch.cli._common import app, bench_app, console, err_console, user_errors
 
 if TYPE_CHECKING:
     from dimsearch.analysis.fidelity import FidelityReport
+    from dimsearch.search.search_bench import Interval, SearchBench
 
 SAMPLE_HELP = (
     "A sample table (.json or .json.gz), or a study: space name, studies/<name>.db, or the "
@@ -164,3 +169,126 @@ def _print_report(rep: FidelityReport) -> None:
             f"{c.only_there} only there): final rankings tau {_num(c.tau)} "
             f"({_num(c.low)} .. {_num(c.high)}), top-{pct} overlap {c.top_overlap:.0%}"
         )
+
+
+# -- bench search -------------------------------------------------------------------------------
+
+# the names of dimsearch.search.simulate.METHODS, spelled out so `--help` imports no Optuna
+_METHODS_HELP = "random, tpe+asha, tpe+moasha, nsga2"
+
+
+@bench_app.command("search")
+def bench_search_cmd(
+    sample: str = typer.Argument(..., help=SAMPLE_HELP),
+    space: Path = typer.Option(
+        None, help="Space YAML to sample from (default: the space stored in SAMPLE)."
+    ),
+    storage: str = typer.Option(None, help="Optuna storage URL of a study SAMPLE."),
+    reps: int = typer.Option(20, min=1, help="Replications per method (seeds SEED..SEED+N-1)."),
+    workers: int = typer.Option(
+        None, min=1, help="Simulated workers (default: the space's search.max_concurrent)."
+    ),
+    budget_frac: float = typer.Option(
+        1.0, help="Compute per replication, as a share of what recording the sample cost."
+    ),
+    methods: list[str] = typer.Option(
+        None, "--methods", help=f"Methods to replay, repeated or comma-separated: {_METHODS_HELP}."
+    ),
+    seed: int = typer.Option(0, help="Seed of the first replication."),
+    neighbours: int = typer.Option(
+        1, min=1, help="Recorded runs a surrogate proposal is made from (inverse-distance mean)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Replay search methods on a recorded sample in simulated time: does the search beat
+    random search?"""
+    from dimsearch.search import load_space
+    from dimsearch.search.sample import open_sample
+    from dimsearch.search.search_bench import bench_search
+    from dimsearch.search.simulate import METHODS
+
+    names = [n.strip() for m in methods or [] for n in m.split(",") if n.strip()]
+
+    def progress(method: str, n: int, seconds: float) -> None:
+        err_console.print(f"{method}: {n} replays in {seconds:.1f} s")
+
+    with user_errors():
+        table = open_sample(sample, storage)
+        res = bench_search(
+            table,
+            load_space(space) if space else None,
+            methods=names or tuple(METHODS),
+            reps=reps,
+            workers=workers,
+            budget_frac=budget_frac,
+            seed=seed,
+            neighbours=neighbours,
+            progress=None if as_json else progress,
+        )
+    if as_json:
+        console.print_json(json.dumps(res.to_dict()))
+        return
+    _print_search_bench(res)
+
+
+def _print_search_bench(res: SearchBench) -> None:
+    from rich.table import Table
+
+    def share(x: float) -> str:
+        return f"{x:.0%}" if math.isfinite(x) else "never"
+
+    def cell(i: Interval, fmt: Callable[[float], str]) -> str:
+        median = "not reached" if fmt is share and not math.isfinite(i.median) else fmt(i.median)
+        return f"{median}\n[dim]{fmt(i.low)}..{fmt(i.high)}[/]"
+
+    hv = Table(title=f"{escape(res.sample)}: hypervolume at a share of the compute budget")
+    hv.add_column("method", no_wrap=True)
+    for f in res.fractions:
+        hv.add_column(f"{f:.0%}", justify="right", no_wrap=True)
+    for m in res.methods:
+        hv.add_row(m.method.name, *(cell(i, lambda v: f"{v:.4g}") for i in m.hypervolume))
+    hv.caption = (
+        f"median over {res.reps} replications, 95% interval below; objectives "
+        f"{', '.join(res.objectives)}, reference point "
+        f"{', '.join(f'{v:.4g}' for v in res.reference)} (fixed for the table)"
+    )
+    console.print(hv)
+
+    trials = Table(title="trials per replication (median); compute to reach random search")
+    for col in ("method", "complete", "stopped", "rejected", "exact", "to random's HV"):
+        trials.add_column(col, justify="right", no_wrap=True)
+    for m in res.methods:
+        reach = (
+            "-" if m.reach is None else cell(m.reach, share) + f" [dim]({m.reached}/{res.reps})[/]"
+        )
+        trials.add_row(
+            m.method.name,
+            f"{m.completed:g}",
+            f"{m.stopped:g}",
+            f"{m.rejected:g}",
+            f"{m.exact_share:.0%}",
+            reach,
+        )
+    trials.caption = (
+        "exact: trained proposals that are architectures of the sample (the rest: nearest "
+        "recorded neighbour); to random's HV: compute share of the budget to reach random "
+        "search's final median hypervolume, 95% interval, replications that reached it"
+    )
+    console.print(trials)
+
+    if res.random_final is not None:
+        console.print(f"random search's final median hypervolume: {res.random_final:.4g}")
+    for t in res.targets:
+        console.print(f"target ({t.name}) {t.text}: {t.measured} -> [bold]{t.word}[/]")
+    for note in res.notes:
+        console.print(f"note: {note}")
+    for name, why in res.left_out.items():
+        console.print(f"objective left out: {name} ({why})")
+    console.print(
+        f"{res.archs} architectures, {res.records} runs of {res.epochs} epochs; budget "
+        f"{res.budget:,.0f} worker-seconds per replication ({res.budget_frac:g} x recording "
+        f"the sample, {res.timing}); {res.workers} workers; {res.reps} replications per "
+        f"method, seeds {res.seed}..{res.seed + res.reps - 1}; surrogate: "
+        f"{res.neighbours} nearest neighbour(s), {res.time_model}; ASHA/MOASHA {res.rungs}"
+    )
+    console.print(f"wall time: {res.wall_seconds:.1f} s")
