@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from dimsearch import cost
 from dimsearch.analysis.hypervolume import hypervolume
-from dimsearch.search import SearchSpace, load_space
+from dimsearch.search import SearchSpace, load_space, space_from_dict
 from dimsearch.search.sample import SampleTable
 from dimsearch.search.search_bench import bench_search
 from dimsearch.search.simulate import Replay, replay, table_reference
@@ -53,7 +53,7 @@ def tiny_space(**changes: Any) -> SearchSpace:
         search={"trials": 12, "max_concurrent": 2, "timeout_min": None},
     )
     data.update(changes)
-    return SearchSpace.from_dict(data, source="tiny")
+    return space_from_dict(data, source="tiny")
 
 
 def every_params(space: SearchSpace) -> list[dict[str, Any]]:
