@@ -724,3 +724,29 @@ def test_layer_code_that_a_file_cannot_define_is_refused() -> None:
 
     with pytest.raises(ExportError, match="uses 'LATENCY_INFO', which an exported file cannot"):
         layer_sources([_uses_a_constant])
+
+
+def test_docstring_gives_mean_and_spread_when_the_architecture_was_trained_again(
+    tmp_path: Path,
+) -> None:
+    from dimsearch.search.study import front_trials
+
+    db = tmp_path / "pit.db"
+    study = make_study(db, samples=6)
+    first = front_trials(study)[0]
+    acc = first.values[0]
+    study.add_trial(  # a repeat with another training seed, one point higher
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            values=[acc + 1.0, *first.values[1:]],
+            params=first.params,
+            distributions=first.distributions,
+            user_attrs={**first.user_attrs, Attr.REPEAT_OF: first.number, Attr.TRAIN_SEED: 1},
+        )
+    )
+    res = cli(db, "--trial", first.number, "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    [path] = (tmp_path / "out").iterdir()
+    doc = import_file(path).__doc__
+    each = f"{acc:.2f}, {acc + 1.0:.2f}"
+    assert f"accuracy:   {acc + 0.5:.2f} ± 0.71 %" in doc and f"2 training seeds: {each}" in doc

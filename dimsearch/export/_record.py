@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial
 from dimsearch._values import is_int
 from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError, DimsearchError
-from dimsearch.search.study import OBJECTIVES, Attr, objectives_of
+from dimsearch.search.study import OBJECTIVES, Attr, objectives_of, repeat_stats
 
 __all__ = [
     "ExportError",
@@ -86,6 +86,9 @@ class TrialRecord:
         img_size: the resolution the costs refer to (the study's target size).
         num_classes: the classifier width the costs refer to.
         weights_attr: the raw `Attr.WEIGHTS` value (a path), if the trial has one.
+        accuracy_runs: the proxy accuracy of each training seed when the architecture was
+            trained more than once (``search.repeats``); ``objectives["accuracy"]`` is then
+            their mean.
     """
 
     study: str
@@ -101,6 +104,7 @@ class TrialRecord:
     img_size: int
     num_classes: int
     weights_attr: str | None = None
+    accuracy_runs: tuple[float, ...] = ()
 
 
 def _number(trial: int, key: str, value: Any) -> float | None:
@@ -187,6 +191,14 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
                 checked = _number(number, key, value)
                 if checked is not None:
                     objectives[key] = checked
+    runs: tuple[float, ...] = ()
+    stats = repeat_stats(study).get(number)
+    named = objectives_of(study)
+    if stats is not None and len(stats.runs) > 1 and named.accuracy is not None:
+        i = named.accuracy
+        runs = tuple(v for v in (_number(number, "accuracy", r[i]) for r in stats.values) if v is not None)
+        if "accuracy" in objectives and runs:
+            objectives["accuracy"] = sum(runs) / len(runs)
     seed = ua.get(Attr.SEED)
     space = study.user_attrs.get(Attr.SPACE)  # each read of study attrs is a storage query
     weights = ua.get(Attr.WEIGHTS)
@@ -207,6 +219,7 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
         or _space_int(space, "target_img_size", DEFAULT_IMG_SIZE),
         num_classes=_space_int(space, "num_classes", DEFAULT_NUM_CLASSES),
         weights_attr=weights,
+        accuracy_runs=runs,
     )
 
 

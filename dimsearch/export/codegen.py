@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 
 from dimsearch._values import is_int
 from dimsearch.config import ArchConfig, StageConfig, conv_out
@@ -243,9 +244,18 @@ def _docstring(record: TrialRecord, cls: str, proxy: ProxyWeights | None) -> str
         "",
     ]
     acc = record.objectives.get("accuracy")
-    lines.append(
-        f"    accuracy:   {acc:.2f} % (proxy top-1)" if acc is not None else "    accuracy:   -"
-    )
+    runs = record.accuracy_runs
+    if acc is not None and len(runs) > 1:
+        std = statistics.stdev(runs)
+        each = ", ".join(f"{r:.2f}" for r in runs)
+        lines.append(
+            f"    accuracy:   {acc:.2f} ± {std:.2f} % (proxy top-1, mean ± std of "
+            f"{len(runs)} training seeds: {each})"
+        )
+    else:
+        lines.append(
+            f"    accuracy:   {acc:.2f} % (proxy top-1)" if acc is not None else "    accuracy:   -"
+        )
     lines.append(
         f"    GFLOPs:     {record.gflops:.4f} (multiply-adds)"
         if record.gflops is not None
