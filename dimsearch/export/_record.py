@@ -196,7 +196,9 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
     named = objectives_of(study)
     if stats is not None and len(stats.runs) > 1 and named.accuracy is not None:
         i = named.accuracy
-        runs = tuple(v for v in (_number(number, "accuracy", r[i]) for r in stats.values) if v is not None)
+        runs = tuple(
+            v for v in (_number(number, "accuracy", r[i]) for r in stats.values) if v is not None
+        )
         if "accuracy" in objectives and runs:
             objectives["accuracy"] = sum(runs) / len(runs)
     seed = ua.get(Attr.SEED)
