@@ -54,9 +54,11 @@ from dimsearch.errors import DimsearchError
 from dimsearch.search.study import (
     Attr,
     Objectives,
+    RepeatStats,
     front_trials,
     number_attr,
     objectives_of,
+    repeat_stats,
     set_study_system_attr,
     state_counts,
     study_system_attrs,
@@ -115,16 +117,30 @@ def _md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("`", "'")
 
 
-def trial_note(trial: FrozenTrial, objectives: Objectives, on_front: bool) -> str:
-    """The markdown block dimsearch writes into a trial's note (markers included)."""
+def trial_note(
+    trial: FrozenTrial,
+    objectives: Objectives,
+    on_front: bool,
+    repeats: RepeatStats | None = None,
+) -> str:
+    """The markdown block dimsearch writes into a trial's note (markers included); with
+    ``repeats`` of more than one run, top-1 reads mean ± std over the training seeds."""
     ua = trial.user_attrs
     label = seed_label(ua.get(Attr.SEED))
     title = f"### Trial {trial.number}" + (f" · {_md_escape(label)} (seed)" if label else "")
     state = f"**{trial.state.name.lower()}**" + (" · Pareto front" if on_front else "")
     acc = trial_accuracy(trial, objectives.accuracy)
     params = number_attr(ua, Attr.PARAMS)
+    top1 = f"top-1 {_num(acc, '{:.2f}')} %"
+    i = objectives.accuracy
+    if repeats is not None and len(repeats.runs) > 1 and i is not None:
+        each = ", ".join(f"{v[i]:.2f}" for v in repeats.values)
+        top1 = (
+            f"top-1 {repeats.means[i]:.2f} ± {repeats.stds[i]:.2f} % "
+            f"({len(repeats.runs)} training seeds: {each})"
+        )
     facts = [
-        f"top-1 {_num(acc, '{:.2f}')} %",
+        top1,
         f"{_num(number_attr(ua, Attr.GFLOPS), '{:.3f}')} GFLOPs",
         f"{_num(None if params is None else params / 1e6, '{:.2f}')} M params",
         f"{_num(number_attr(ua, Attr.LATENCY_MS), '{:.2f}')} ms",
@@ -304,8 +320,10 @@ def prepare_dashboard(study: optuna.Study, artifact_dir: Path | str | None) -> D
     front = front_trials(study)
     on_front = {t.number for t in front}
     summary = DashboardSummary(study.study_name, names, front=sorted(on_front))
+    stats = repeat_stats(study)
     for t in study.get_trials(deepcopy=False):
-        if _put_note(study, t, trial_note(t, objectives, t.number in on_front)):
+        note = trial_note(t, objectives, t.number in on_front, stats.get(t.number))
+        if _put_note(study, t, note):
             summary.notes_written += 1
         else:
             summary.notes_unchanged += 1
