@@ -389,3 +389,22 @@ def test_arch_line_names_every_transition_kind() -> None:
     assert " · dwconv · " in arch_line(pit)
     mixed = pit.replace(transitions=(pit.transitions[0], TransitionConfig("avg")))
     assert " · dwconv/avg · " in arch_line(mixed)
+
+
+def test_the_report_front_gives_mean_and_spread_of_repeated_architectures(tmp_path: Path) -> None:
+    from dimsearch.search.study import Attr
+
+    study = make_study(tmp_path / "pit.db", samples=6)
+    first = front_trials(study)[0]
+    acc = first.values[0]
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            values=[acc + 1.0, *first.values[1:]],
+            params=first.params,
+            distributions=first.distributions,
+            user_attrs={**first.user_attrs, Attr.REPEAT_OF: first.number, Attr.TRAIN_SEED: 1},
+        )
+    )
+    html = write_report(study, tmp_path / "report").index.read_text()
+    assert f"{acc + 0.5:.2f} ± 0.71 (2)" in html

@@ -26,6 +26,7 @@ from dimsearch.analysis import figures as F
 from dimsearch.analysis._describe import arch_line, arch_of
 from dimsearch.analysis.edf import EDFSummary
 from dimsearch.analysis.points import AnalysisError, choice_kinds, study_points
+from dimsearch.search.show import accuracy_text
 from dimsearch.search.study import Attr, objectives_of, state_counts, study_rows
 
 __all__ = ["Report", "write_report"]
@@ -279,7 +280,7 @@ def _pareto_html(rows: list[dict[str, Any]]) -> str:
         [
             r["number"],
             r["label"] or "",
-            _fmt(r["accuracy"]),
+            accuracy_text(r),
             _fmt(r["gflops"], "{:.3f}"),
             _fmt(r["latency_ms"]),
             _fmt(r["params"] and r["params"] / 1e6),

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from rich.table import Table
 
-__all__ = ["study_table"]
+__all__ = ["accuracy_text", "study_table"]
 
 
 def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: bool) -> Table:
@@ -35,7 +35,7 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
             f"{r['number']}{mark}",
             r["label"] or "",
             r["state"].lower(),
-            _accuracy(r),
+            accuracy_text(r),
             _fmt(r["gflops"], "{:.3f}"),
             _fmt(r["latency_ms"], "{:.2f}"),
             _fmt(r["params"] and r["params"] / 1e6, "{:.2f}"),
@@ -53,7 +53,10 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
     return table
 
 
-def _accuracy(r: dict[str, Any]) -> str:
+def accuracy_text(r: dict[str, Any]) -> str:
+    """A row's accuracy as a reader sees it everywhere: ``71.20``, or ``71.20 ± 0.35 (2)`` for
+    an architecture trained with several seeds, then `` ~`` when its interval overlaps a
+    front neighbour's."""
     text = _fmt(r["accuracy"], "{:.2f}")
     if r.get("accuracy_std") is not None:
         text += f" ± {r['accuracy_std']:.2f} ({len(r['accuracy_runs'])})"
