@@ -35,6 +35,7 @@ from dimsearch.cli import (  # noqa: E402,F401
     data_cmds,
     export_cmds,
     inspect_cmds,
+    latency_cmds,
     search_cmds,
     train_cmds,
 )
