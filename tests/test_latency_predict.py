@@ -625,6 +625,9 @@ def test_cli_calibrate_then_rerun_reuses_the_cache(tmp_path: Path) -> None:
     res = run_cli(*args)
     assert res.exit_code == 0, res.output
     assert "measured 0 of" in res.output and "0 of 2 whole models" in res.output
+    res = run_cli(*args, "--refresh")
+    assert res.exit_code == 0, res.output
+    assert "measured 0 of" not in res.output and "2 of 2 whole models" in res.output
 
 
 def test_cli_errors_are_exit_status_2(tmp_path: Path) -> None:

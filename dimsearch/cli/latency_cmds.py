@@ -66,6 +66,9 @@ def calibrate_cmd(
         10, min=0, help="Whole models timed to fit the scale and overhead."
     ),
     seed: int = typer.Option(0, help="Sampler seed of the calibration draws."),
+    refresh: bool = typer.Option(
+        False, help="Time everything again, ignoring the cached table (e.g. on a now quiet box)."
+    ),
     device: str = _DEVICE,
     batch_size: int = _BATCH,
     precision: str = _PRECISION,
@@ -107,6 +110,9 @@ def calibrate_cmd(
             f"{len(parts) - len(late)}"
         )
         table = open_table(settings)
+        if refresh:
+            table.parts.clear()
+            table.models.clear()
         console.print(f"table: {table.describe()}")
         report = calibrate(
             table,
