@@ -1,7 +1,9 @@
 """Inference latency of a built model, with everything needed to know how it was taken.
 
 A latency figure means nothing without its device, batch, threads, precision and software, so
-`LatencyResult` carries them all and serialises with them.
+`LatencyResult` carries them all and serialises with them. Every timed pass runs under
+`measuring`: the node's measurement lock (`dimsearch.cost._lock`), the settings' threads,
+inference mode and the precision's autocast.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "CLOCKS",
     "MODES",
     "PRECISIONS",
     "LatencyResult",
