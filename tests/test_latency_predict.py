@@ -643,10 +643,12 @@ def test_cli_errors_are_exit_status_2(tmp_path: Path) -> None:
 def test_cli_calibrate_and_check_on_a_tiny_space(tmp_path: Path) -> None:
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
-    res = run_cli("latency", "calibrate", str(space), "--samples", "200", "--repeats", "5")
+    # CPU time: on a shared machine the elapsed time of millisecond passes is mostly load
+    settings = ("--clock", "cpu", "--threads", "1", "--repeats", "9")
+    res = run_cli("latency", "calibrate", str(space), "--samples", "200", *settings)
     assert res.exit_code == 0, res.output
     out = tmp_path / "check.json"
-    res = run_cli("latency", "check", str(space), "--n", "12", "--repeats", "5", "--out", str(out))
+    res = run_cli("latency", "check", str(space), "--n", "12", "--out", str(out), *settings)
     assert res.exit_code == 0, res.output
     assert "part table" in res.output and "GFLOPs linear" in res.output
     rows = json.loads(out.read_text())["rows"]
@@ -654,4 +656,4 @@ def test_cli_calibrate_and_check_on_a_tiny_space(tmp_path: Path) -> None:
     # timings on a shared machine are noisy: only the ranking is asserted, loosely
     measured = [r["measured_ms"] for r in rows]
     predicted = [r["predicted_ms"]["part table, refit now"] for r in rows]
-    assert spearman(predicted, measured) > 0.5
+    assert spearman(predicted, measured) > 0.5, rows
