@@ -361,6 +361,8 @@ def test_tables_are_keyed_by_settings_and_software(tmp_path: Path) -> None:
     assert len({a.path, b.path, c.path}) == 3
     ident = a.identity
     assert ident["software"]["torch"] == torch.__version__ and ident["threads"] == 1
+    other = open_table(FAST, device_name="Some Other CPU")
+    assert other.path != a.path and other.identity["device_name"] == "Some Other CPU"
     with pytest.raises(LatencyError, match="needs settings.threads"):
         open_table(LatencySettings())
 

@@ -258,21 +258,30 @@ def table_path(table: LatencyTable, root: Path | None = None) -> Path:
     return (root or default_table_dir()) / f"{table.key}.json"
 
 
-def open_table(settings: LatencySettings, root: Path | None = None) -> LatencyTable:
+def open_table(
+    settings: LatencySettings, root: Path | None = None, *, device_name: str | None = None
+) -> LatencyTable:
     """The cached table for ``settings`` on this device and software, or a new empty one.
 
     ``settings.threads`` must be set: the same model is a different figure at another thread
     count, so a table never leaves it open. Imports torch (device name, versions).
+
+    Args:
+        settings: how the figures are (to be) taken.
+        root: the cache directory (default `default_table_dir`).
+        device_name: open the table of this CPU model or GPU name instead of the local
+            device's, e.g. on a search driver whose trials run on other machines.
     """
     import torch
 
-    from dimsearch.cost._latency import device_name, software_versions
+    from dimsearch.cost._latency import device_name as local_name
+    from dimsearch.cost._latency import software_versions
 
     if settings.threads is None:
         raise LatencyError("a latency table needs settings.threads (e.g. 1), got None")
     table = LatencyTable(
         settings=settings,
-        device_name=device_name(torch.device(settings.device)),
+        device_name=device_name or local_name(torch.device(settings.device)),
         software=software_versions(),
     )
     path = table_path(table, root)
