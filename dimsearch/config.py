@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dimsearch._values import is_int, is_number
+from dimsearch._rules import Rule, Where, check_fields
 from dimsearch.errors import ArchError
 
 __all__ = [
@@ -47,8 +47,8 @@ __all__ = [
     "conv_out",
 ]
 
-# Named choices. The layer tables in `dimsearch.layers` are keyed by exactly these names (a test
-# checks it); they are repeated here so a config can be validated without importing torch.
+# Named choices. The layer tables in `dimsearch.models.hvit` are keyed by exactly these names (a
+# test checks it); they are repeated here so a config can be validated without importing torch.
 STEMS = ("patch", "conv3", "conv7")
 TRANSITIONS = ("dwconv", "avg", "max", "conv")
 POS_ENCODINGS = ("le", "gl", "pa", "none")
@@ -61,19 +61,39 @@ def conv_out(n: int, kernel: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - kernel) // stride + 1
 
 
-def _check_choice(owner: str, name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ArchError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
+# -- field rules (`dimsearch._rules`); errors read "stage.depth must be a positive integer" --
+
+_POSITIVE = Rule("int", low=1, text="a positive integer")
+_FLAG = Rule("bool")
+
+_STEM_RULES = {
+    "kind": Rule("choice", choices=STEMS),
+    "patch_size": _POSITIVE,
+    "stride": _POSITIVE,
+    "padding": Rule("int", low=0, text="a non-negative integer"),
+}
+_STAGE_RULES = {
+    "depth": _POSITIVE,
+    "dim": _POSITIVE,
+    "heads": _POSITIVE,
+    "mlp_ratio": Rule("number", text="a finite number"),
+    "qkv_bias": _FLAG,
+    "sr_ratio": _POSITIVE,
+    "sr_kind": Rule("choice", choices=KV_REDUCTIONS),
+    "head_interaction": _FLAG,
+    "pos": Rule("choice", choices=POS_ENCODINGS),
+}
+_TRANSITION_RULES = {"kind": Rule("choice", choices=TRANSITIONS), "stride": _POSITIVE}
+_HEAD_RULES = {"pool": Rule("choice", choices=HEAD_POOLS), "distilled": _FLAG}
+_ARCH_RULES = {
+    "in_chans": _POSITIVE,
+    "norm_eps": Rule("number", low=0, low_open=True, text="a finite number > 0"),
+    "drop_path_rate": Rule("number", low=0, high=1, high_open=True, text="in [0, 1)"),
+}
 
 
-def _check_positive(owner: str, name: str, value: Any) -> None:
-    if not is_int(value) or value < 1:
-        raise ArchError(f"{owner}.{name} must be a positive integer, got {value!r}")
-
-
-def _check_bool(owner: str, name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ArchError(f"{owner}.{name} must be true or false, got {value!r}")
+def _where(owner: str) -> Where:
+    return Where(path=owner, raises=ArchError)
 
 
 @dataclass(frozen=True)
@@ -94,19 +114,22 @@ class StemConfig:
     padding: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("stem", "kind", self.kind, STEMS)
-        _check_positive("stem", "patch_size", self.patch_size)
-        _check_positive("stem", "stride", self.stride)
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-            raise ArchError(f"stem.padding must be a non-negative integer, got {self.padding!r}")
+        check_fields(self, _STEM_RULES, _where("stem"))
+
+    @property
+    def steps(self) -> tuple[tuple[int, int, int], ...]:
+        """(kernel, stride, padding) of each conv or pool that changes the grid size."""
+        if self.kind == "patch":
+            return ((self.patch_size, self.stride, self.padding),)
+        if self.kind == "conv3":
+            return ((3, 2, 1), (3, 2, 1))  # the stride-1 conv between keeps the size
+        return ((7, 2, 3), (3, 2, 1))  # conv7: conv then max pool
 
     def out_size(self, n: int) -> int:
         """Grid length after the stem for an input of length ``n``."""
-        if self.kind == "patch":
-            return conv_out(n, self.patch_size, self.stride, self.padding)
-        if self.kind == "conv3":
-            return conv_out(conv_out(n, 3, 2, 1), 3, 2, 1)
-        return conv_out(conv_out(n, 7, 2, 3), 3, 2, 1)  # conv7: conv then max pool
+        for kernel, stride, padding in self.steps:
+            n = conv_out(n, kernel, stride, padding)
+        return n
 
 
 @dataclass(frozen=True)
@@ -139,23 +162,14 @@ class StageConfig:
     pos: str = "none"
 
     def __post_init__(self) -> None:
-        _check_positive("stage", "depth", self.depth)
-        _check_positive("stage", "dim", self.dim)
-        _check_positive("stage", "heads", self.heads)
-        _check_positive("stage", "sr_ratio", self.sr_ratio)
-        _check_bool("stage", "qkv_bias", self.qkv_bias)
-        _check_bool("stage", "head_interaction", self.head_interaction)
+        check_fields(self, _STAGE_RULES, _where("stage"))
         if self.dim % self.heads:
             raise ArchError(f"`dim % heads == 0` must hold, got dim={self.dim}, heads={self.heads}")
-        if not is_number(self.mlp_ratio):
-            raise ArchError(f"stage.mlp_ratio must be a finite number, got {self.mlp_ratio!r}")
         if int(self.dim * self.mlp_ratio) < 1:
             raise ArchError(
                 f"`int(dim * mlp_ratio) >= 1` must hold, got dim={self.dim}, "
                 f"mlp_ratio={self.mlp_ratio}"
             )
-        _check_choice("stage", "sr_kind", self.sr_kind, KV_REDUCTIONS)
-        _check_choice("stage", "pos", self.pos, POS_ENCODINGS)
         if self.head_interaction and self.heads < 2:
             raise ArchError(
                 f"stage.head_interaction needs heads > 1 (a 1x1 conv across one head is a "
@@ -191,8 +205,7 @@ class TransitionConfig:
     stride: int = 2
 
     def __post_init__(self) -> None:
-        _check_choice("transition", "kind", self.kind, TRANSITIONS)
-        _check_positive("transition", "stride", self.stride)
+        check_fields(self, _TRANSITION_RULES, _where("transition"))
 
     @property
     def geometry(self) -> tuple[int, int, int]:
@@ -215,8 +228,7 @@ class HeadConfig:
     distilled: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice("head", "pool", self.pool, HEAD_POOLS)
-        _check_bool("head", "distilled", self.distilled)
+        check_fields(self, _HEAD_RULES, _where("head"))
         if self.distilled and self.pool != "token":
             raise ArchError("head.distilled needs head.pool='token' (the distillation token)")
 
@@ -280,15 +292,7 @@ class ArchConfig:
                 f"stem kind 'conv3' has a hidden width of dim // 2, so `stages[0].dim >= 2` must "
                 f"hold, got {self.stages[0].dim}"
             )
-        _check_positive("ArchConfig", "in_chans", self.in_chans)
-        if not (is_number(self.norm_eps) and self.norm_eps > 0):
-            raise ArchError(
-                f"ArchConfig.norm_eps must be a finite number > 0, got {self.norm_eps!r}"
-            )
-        if not (isinstance(self.drop_path_rate, (int, float)) and 0 <= self.drop_path_rate < 1):
-            raise ArchError(
-                f"ArchConfig.drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}"
-            )
+        check_fields(self, _ARCH_RULES, _where("ArchConfig"))
 
     # -- geometry ----------------------------------------------------------------------------
 
@@ -305,8 +309,8 @@ class ArchConfig:
                 positional encoding sits on a grid the chosen resolution cannot make.
         """
         h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
-        _check_positive("build", "img_size", h)
-        _check_positive("build", "img_size", w)
+        for n in (h, w):
+            _POSITIVE.check(n, _where("build") / "img_size")
         grid = (self.stem.out_size(h), self.stem.out_size(w))
         out = []
         for i, stage in enumerate(self.stages):

@@ -20,12 +20,11 @@ from dimsearch.analysis import points as P
 from dimsearch.analysis.hypervolume import (
     hypervolume,
     hypervolume_history,
-    nondominated,
     reference_point,
 )
 from dimsearch.analysis.report import write_report
 from dimsearch.cli import app
-from dimsearch.search.show import front_trials
+from dimsearch.search.study import front_trials, nondominated
 
 SEEDS = {"PiT-Ti", "PiT-XS", "PiT-S"}
 

@@ -8,7 +8,14 @@ import pytest
 from conftest import random_archs
 
 from dimsearch import ArchConfig, ArchError, StageConfig, TransitionConfig, zoo
-from dimsearch.config import POS_ENCODINGS, STEMS, TRANSITIONS, HeadConfig, StemConfig
+from dimsearch.config import (
+    KV_REDUCTIONS,
+    POS_ENCODINGS,
+    STEMS,
+    TRANSITIONS,
+    HeadConfig,
+    StemConfig,
+)
 
 
 @pytest.mark.parametrize("name", zoo.names())
@@ -102,11 +109,12 @@ def test_from_dict_refuses_a_broken_record_with_an_arch_error(change, message) -
 
 
 def test_choice_tables_match_the_layer_tables() -> None:
-    from dimsearch import layers
+    from dimsearch.models import hvit
 
-    assert set(STEMS) == set(layers.STEMS)
-    assert set(TRANSITIONS) == set(layers.TRANSITIONS)
-    assert set(POS_ENCODINGS) == set(layers.POS_ENCODINGS)
+    assert set(STEMS) == set(hvit.STEMS)
+    assert set(TRANSITIONS) == set(hvit.TRANSITIONS)
+    assert set(POS_ENCODINGS) == set(hvit.POS_ENCODINGS)
+    assert set(KV_REDUCTIONS) == set(hvit.KV_REDUCTIONS)
 
 
 def test_conv3_stem_needs_a_hidden_width() -> None:

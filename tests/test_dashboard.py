@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from dimsearch.analysis.dashboard import BEGIN, END, _merge, prepare_dashboard
 from dimsearch.cli import app
-from dimsearch.search.show import front_trials
+from dimsearch.search.study import front_trials, study_system_attrs, trial_handle, trial_id
 
 # the command as a user runs it
 DIMSEARCH = [sys.executable, "-m", "dimsearch"]
@@ -42,10 +42,10 @@ def _load(db: Path) -> optuna.Study:
     return optuna.load_study(study_name="pit", storage=f"sqlite:///{db}")
 
 
-def _note(study: optuna.Study, trial_id: int | None) -> str:
+def _note(study: optuna.Study, trial: optuna.trial.FrozenTrial | None) -> str:
     from optuna_dashboard import get_note
 
-    return get_note(study if trial_id is None else optuna.trial.Trial(study, trial_id))
+    return get_note(study if trial is None else trial_handle(study, trial))
 
 
 def test_merge_replaces_only_the_dimsearch_block() -> None:
@@ -72,20 +72,20 @@ def test_prepare_is_idempotent_and_keeps_what_people_wrote(tmp_path: Path) -> No
     assert first.skipped == []
 
     seed = next(t for t in study.trials if t.user_attrs.get("seed") == "pit_ti")
-    note = _note(study, seed._trial_id)
+    note = _note(study, seed)
     assert "### Trial 0 · PiT-Ti (seed)" in note
     assert "| 1 | 27×27 | 64 | 2 | 2 | full | le |" in note  # PiT-Ti's first stage at 224 px
     pruned = [t for t in study.trials if t.state.name in ("PRUNED", "FAIL")]
     for t in pruned:
-        assert "because:**" in _note(study, t._trial_id)
+        assert "because:**" in _note(study, t)
 
     from optuna_dashboard import save_note
 
-    save_note(optuna.trial.Trial(study, seed._trial_id), note + "\n\nlooks promising")
+    save_note(trial_handle(study, seed), note + "\n\nlooks promising")
     again = prepare_dashboard(_load(db), art)
     assert again.notes_written == 0 and again.notes_unchanged == n + 1
     assert again.artifacts_uploaded == 0 and again.artifacts_unchanged == 2 * len(front)
-    kept = _note(study, seed._trial_id)
+    kept = _note(study, seed)
     assert kept.count(BEGIN) == 1 and kept.endswith("looks promising")
 
 
@@ -110,10 +110,10 @@ def test_a_front_trial_the_exporter_refuses_keeps_its_json_and_is_named(
     study = _load(db)
     again = prepare_dashboard(study, tmp_path / "pit.artifacts")
     assert len(again.skipped) == 1 and again.skipped[0].startswith(f"trial {number}: no model")
-    attrs = study._storage.get_study_system_attrs(study._study_id)
-    attached = dashboard._trial_artifacts(attrs, study.trials[number]._trial_id)
+    attrs = study_system_attrs(study)
+    attached = dashboard._trial_artifacts(attrs, trial_id(study.trials[number]))
     assert set(attached) == {f"trial{number}_arch.json"}
-    note = _note(study, study.trials[number]._trial_id)
+    note = _note(study, study.trials[number])
     assert "top-1 99.00 % · – GFLOPs · – M params · – ms\n" in note
     assert "| 1 | 27×27 | 64 | 2 | 2 | full | le |" in note  # grids at 224 px
 

@@ -19,7 +19,9 @@ from dimsearch.data import imagefolder as imagefolder_mod
 from dimsearch.data import loader as loader_mod
 from dimsearch.data import synthetic as synthetic_mod
 from dimsearch.data.config import KINDS
-from dimsearch.data.dataset import BUILDERS, channel_stats
+from dimsearch.data.dataset import channel_stats
+from dimsearch.data.kinds import LOADERS
+from dimsearch.data.load import loader
 from dimsearch.errors import DataError
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +78,10 @@ def write_idx_root(root: Path, gz: bool, n_train: int = 40, n_val: int = 20) -> 
 
 
 def test_every_kind_has_a_builder() -> None:
-    assert set(BUILDERS) == set(KINDS)
+    assert set(LOADERS) == set(KINDS)
+    for kind in KINDS:  # each "module:function" entry names a function that exists
+        assert callable(loader(kind)), kind
+    assert loader("idx") is idx_mod.build_idx
 
 
 def test_config_round_trips_and_names_bad_keys() -> None:
@@ -498,3 +503,43 @@ def test_gpu_budget_honours_a_shared_gpus_memory_fraction() -> None:
     assert gpu_budget(70 * gib, 80 * gib, fraction=0.25, reserved=4 * gib) == 8 * gib
     # over its share already: nothing, never a negative budget
     assert gpu_budget(70 * gib, 80 * gib, fraction=0.25, reserved=30 * gib) == 0
+
+
+def test_imagefolder_decodes_every_mode_and_skips_broken_files_in_both_splits(
+    tmp_path: Path,
+) -> None:
+    """ImageNet holds grayscale, palette and CMYK JPEGs and a few broken files; a real folder
+    also gets truncated copies and empty files. Modes decode to RGB; broken ones are skipped
+    and named, in train and in val alike."""
+    root = tmp_path / "folder"
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (20, 26, 3), dtype=np.uint8)
+    broken = []
+    for split in ("train", "val"):
+        for name in ("ant", "bee"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            Image.fromarray(rgb).convert("L").save(folder / "gray.JPEG")
+            Image.fromarray(rgb).convert("P").save(folder / "palette.png")
+            Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.JPEG")
+            Image.fromarray(rgb).convert("RGBA").save(folder / "alpha.png")
+            Image.fromarray(rgb).convert("LA").save(folder / "gray_alpha.png")
+            whole = folder / "whole.JPEG"
+            Image.fromarray(rgb).save(whole)
+            data = whole.read_bytes()
+            (folder / "truncated.JPEG").write_bytes(data[: len(data) // 2])
+            (folder / "empty.JPEG").write_bytes(b"")
+            broken += [str(folder / "truncated.JPEG"), str(folder / "empty.JPEG")]
+    data = load_data(folder_cfg(root, tmp_path))
+    assert data.train.images.shape == (12, 16, 16, 3) and data.val.images.shape == (12, 16, 16, 3)
+    assert np.bincount(data.train.labels).tolist() == [6, 6]
+    assert np.bincount(data.val.labels).tolist() == [6, 6]
+    assert data.info["skipped_count"] == len(broken) == 8
+    assert set(data.info["skipped_first"]) <= set(broken) and data.info["skipped_first"]
+    # the two grayscale files of each class and split decode to three equal channels
+    for split in (data.train, data.val):
+        images = np.asarray(split.images).astype(int)
+        equal = (images[..., 0] == images[..., 1]).all(axis=(1, 2)) & (
+            images[..., 1] == images[..., 2]
+        ).all(axis=(1, 2))
+        assert int(equal.sum()) == 4

@@ -29,7 +29,17 @@ from typer.testing import CliRunner
 
 from dimsearch import build_model, cost, zoo
 from dimsearch.cli import app
-from dimsearch.config import ArchConfig, HeadConfig, StageConfig, StemConfig, TransitionConfig
+from dimsearch.config import (
+    KV_REDUCTIONS,
+    POS_ENCODINGS,
+    STEMS,
+    TRANSITIONS,
+    ArchConfig,
+    HeadConfig,
+    StageConfig,
+    StemConfig,
+    TransitionConfig,
+)
 from dimsearch.export import (
     ExportError,
     TrialRecord,
@@ -577,11 +587,35 @@ def test_weights_travel_with_the_file(tmp_path: Path) -> None:
 
 # -- every combination of choices, in process ------------------------------------------------------
 
+RANDOM = random_archs(8, seed=7)
+TINY_ZOO = ["pit_ti", "pit_ti_distilled", "rest_lite", "rest_lite_paper"]
 
-@pytest.mark.parametrize("index", range(8))
-def test_random_architectures_round_trip(index: int, tmp_path: Path) -> None:
-    cfg = random_archs(8, seed=7)[index]
-    record = TrialRecord(
+
+def kinds_of(cfg: ArchConfig) -> set[tuple]:
+    """Every named choice ``cfg`` makes, and which attention each stage needs."""
+    return (
+        {("stem", cfg.stem.kind), ("head", cfg.head.pool, cfg.head.distilled)}
+        | {("pos", s.pos) for s in cfg.stages}
+        | {("sr_kind", s.sr_kind) for s in cfg.stages if s.sr_ratio > 1}
+        | {("attention", s.sr_ratio > 1, s.head_interaction) for s in cfg.stages}
+        | {("transition", t.kind) for t in cfg.transitions}
+    )
+
+
+def test_round_trips_cover_every_kind() -> None:
+    every = (
+        {("stem", k) for k in STEMS}
+        | {("head", "avg", False), ("head", "token", False), ("head", "token", True)}
+        | {("pos", k) for k in POS_ENCODINGS}
+        | {("sr_kind", k) for k in KV_REDUCTIONS}
+        | {("attention", r, h) for r in (False, True) for h in (False, True)}
+        | {("transition", k) for k in TRANSITIONS}
+    )
+    assert set().union(*map(kinds_of, RANDOM)) == every
+
+
+def record_of(cfg: ArchConfig, index: int, img_size: int = 64) -> TrialRecord:
+    return TrialRecord(
         study="rand",
         number=index,
         state="COMPLETE",
@@ -592,11 +626,15 @@ def test_random_architectures_round_trip(index: int, tmp_path: Path) -> None:
         gflops=None,
         latency_ms=None,
         latency_device=None,
-        img_size=64,
+        img_size=img_size,
         num_classes=10,
     )
+
+
+def round_trip(cfg: ArchConfig, index: int, tmp_path: Path) -> None:
+    """Export ``cfg``; the file's model takes the library model's weights and equals it."""
     path = tmp_path / f"rand_trial{index}.py"
-    path.write_text(generate_source(record))
+    path.write_text(generate_source(record_of(cfg, index)))
     lib = build_model(cfg, num_classes=10, img_size=64).eval()
     lib.load_state_dict(randomised(lib))
     model = import_file(path).create_model().eval()
@@ -607,3 +645,82 @@ def test_random_architectures_round_trip(index: int, tmp_path: Path) -> None:
     assert cost.count_flops(model, 64) == cost.estimate(cfg, 64, 10).flops
     assert ruff("check", path).returncode == 0
     assert ruff("format", "--check", path).returncode == 0
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_random_architectures_round_trip(index: int, tmp_path: Path) -> None:
+    round_trip(RANDOM[index], index, tmp_path)
+
+
+@pytest.mark.parametrize("name", TINY_ZOO)
+def test_zoo_fixed_points_round_trip(name: str, tmp_path: Path) -> None:
+    round_trip(zoo.get(name), 0, tmp_path)
+
+
+def test_a_non_square_learned_position_map_matches_the_library(tmp_path: Path) -> None:
+    """A 64x48 image gives non-square grids; the exported model sizes its learned maps for
+    them as the library does (and resizes them for yet another shape the same way)."""
+    cfg = ArchConfig(
+        stem=StemConfig("patch", patch_size=4, stride=4),
+        stages=(StageConfig(1, 32, 2, pos="le"), StageConfig(1, 64, 4, sr_ratio=2, pos="le")),
+        transitions=(TransitionConfig("avg"),),
+        head=HeadConfig("token"),
+    )
+    lib = build_model(cfg, num_classes=10, img_size=(64, 48)).eval()
+    assert lib.stages[1].pos.pos_embed.shape[-2:] == (8, 6)
+    lib.load_state_dict(randomised(lib))
+    path = tmp_path / "rand_trial0.py"
+    path.write_text(generate_source(record_of(cfg, 0)))
+    model = import_file(path).create_model(img_size=(64, 48)).eval()
+    model.load_state_dict(lib.state_dict(), strict=True)
+    with torch.no_grad():
+        for shape in ((64, 48), (40, 72)):
+            x = torch.randn(2, 3, *shape)
+            torch.testing.assert_close(model(x), lib(x), atol=1e-5, rtol=0)
+
+
+# the class each named choice is written as; other classes an export always has
+CLASS_OF = {
+    "stem": {"patch": "PatchStem", "conv3": "Conv3Stem", "conv7": "Conv7Stem"},
+    "pos": {"le": "LearnedPos", "gl": "GroupLinearPos", "pa": "PixelAttentionPos", "none": None},
+    "transition": {
+        "dwconv": "DWConvPool",
+        "avg": "PoolProject",
+        "max": "PoolProject",
+        "conv": "ConvEmbed",
+    },
+}
+ALWAYS = {"Mlp", "DropPath", "Block", "Stage", "HViT"}
+
+
+@pytest.mark.parametrize("cfg", [*RANDOM, mixed_arch()], ids=lambda c: c.name or "rand")
+def test_an_export_holds_only_the_layers_its_architecture_uses(cfg: ArchConfig) -> None:
+    source = generate_source(record_of(cfg, 0))
+    want = {CLASS_OF["stem"][cfg.stem.kind], "RandTrial0", *ALWAYS}
+    want |= {CLASS_OF["pos"][s.pos] for s in cfg.stages} - {None}
+    want |= {CLASS_OF["transition"][t.kind] for t in cfg.transitions}
+    want |= {"Transition"} if cfg.transitions else set()
+    want |= {
+        "EfficientAttention" if s.sr_ratio > 1 or s.head_interaction else "Attention"
+        for s in cfg.stages
+    }
+    assert set(re.findall(r"^class (\w+)", source, flags=re.MULTILINE)) == want
+    functions = set(re.findall(r"^def (\w+)", source, flags=re.MULTILINE))
+    assert functions == {
+        "conv_out",
+        "drop_path_rates",
+        "_init_weights",
+        "token_sides",
+        "create_model",
+    }
+
+
+def _uses_a_constant() -> str:
+    return json.dumps(LATENCY_INFO)
+
+
+def test_layer_code_that_a_file_cannot_define_is_refused() -> None:
+    from dimsearch.export._source import layer_sources
+
+    with pytest.raises(ExportError, match="uses 'LATENCY_INFO', which an exported file cannot"):
+        layer_sources([_uses_a_constant])

@@ -43,6 +43,7 @@ from dimsearch.cost._predict import (
     predict_latency,
 )
 from dimsearch.errors import LatencyError
+from dimsearch.layers import Stage
 from dimsearch.models import build_model
 from dimsearch.search import load_space
 
@@ -237,7 +238,7 @@ def _chain(cfg: ArchConfig, model: torch.nn.Module, img: int, x: torch.Tensor) -
             Part.make("entry", pos=scfg.pos, dim=scfg.dim, grid=grids[i], tokens=t)
         )
         entry.pos = stage.pos
-        seq = entry(grid, cls)
+        seq, _ = entry(grid, cls)
         attn_part = next(
             p
             for p in order
@@ -249,7 +250,7 @@ def _chain(cfg: ArchConfig, model: torch.nn.Module, img: int, x: torch.Tensor) -
             attn.block = mlp.block = block
             seq = mlp(attn(seq))
     head = _MODULES["head"](by_kind["head"][0])
-    head.norm, head.head, head.head_dist = model.norm, model.head, model.head_dist
+    head.model = model  # its norm and classifier(s)
     return head(seq)
 
 
@@ -260,6 +261,46 @@ def test_parts_run_the_models_own_code(cfg: ArchConfig) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
         assert torch.allclose(_chain(cfg, model, 64, x), model(x), atol=1e-5)
+
+
+def _layout(module: torch.nn.Module) -> list[tuple[str, str, tuple[int, ...]]]:
+    """Each submodule's class and each parameter's and buffer's shape, by name."""
+    mods = [(n, type(m).__name__, ()) for n, m in module.named_modules()]
+    tensors = [(n, "tensor", tuple(v.shape)) for n, v in module.state_dict().items()]
+    return mods + tensors
+
+
+@pytest.mark.parametrize("cfg", ARCHS[:12], ids=lambda c: f"{c.stem.kind}-{len(c.stages)}")
+def test_parts_are_built_as_the_model_builds_its_layers(cfg: ArchConfig) -> None:
+    """Each part's layers are the model's own: same classes, same parameter shapes."""
+    model = build_model(cfg, num_classes=5, img_size=64)
+    parts = list(decompose(cfg, 64, 5))
+    grids, t = cfg.grids(64), cfg.head.num_tokens
+
+    def one(kind: str, **match: object) -> torch.nn.Module:
+        p = next(
+            p for p in parts if p.kind == kind and all(p.get(k) == v for k, v in match.items())
+        )
+        return _MODULES[kind](p)
+
+    assert _layout(one("stem").stem) == _layout(model.stem)
+    for i, (scfg, stage) in enumerate(zip(cfg.stages, model.stages, strict=True)):
+        if i > 0:
+            tr = one("transition", dim_in=cfg.stages[i - 1].dim, dim=scfg.dim, grid=grids[i - 1])
+            assert _layout(tr.down) == _layout(stage.downsample)
+        entry = one("entry", dim=scfg.dim, grid=grids[i], pos=scfg.pos)
+        assert _layout(entry) == _layout(Stage(stage.pos, []))
+        block = stage.blocks[0]
+        attn = one("attn", dim=scfg.dim, grid=grids[i])
+        assert _layout(attn.block.attn) == _layout(block.attn)
+        mlp = one("mlp", dim=scfg.dim, seq=t + grids[i][0] * grids[i][1])
+        assert _layout(mlp.block.mlp) == _layout(block.mlp)
+    head = one("head").model
+    for name in ("norm", "head", "head_dist"):
+        ours, theirs = getattr(head, name), getattr(model, name)
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            assert _layout(ours) == _layout(theirs)
 
 
 def test_every_part_builds_and_runs_alone() -> None:

@@ -197,7 +197,7 @@ def test_reference_figures_are_the_test_data() -> None:
 
 
 def test_median_interval_is_the_order_statistic_interval() -> None:
-    from dimsearch.models.benchmark import median_interval
+    from dimsearch.stats import median_interval
 
     # 15 values: the 4th and 12th bracket the median with probability 1 - 2 * 576 / 2**15
     low, high, coverage = median_interval([float(v) for v in range(15, 0, -1)])

@@ -45,9 +45,9 @@ objectives: [accuracy, gflops, latency_ms]
 latency: {device: cpu, batch_size: 1, repeats: 1, warmup: 0}
 data: {kind: synthetic, img_size: 16, num_classes: 4, train_per_class: 8, val_per_class: 4}
 train: {epochs: 4, batch_size: 8}
-early_stopping: {kind: asha, grace_period: 1, reduction_factor: 2}
+early_stopping: {kind: %(early)s, grace_period: 1, reduction_factor: 2}
 sampler: {kind: tpe, seed: 3, n_startup_trials: 20}
-search: {trials: %(trials)d, max_concurrent: 2}
+search: {trials: %(trials)d, max_concurrent: 2, repeats: %(repeats)d}
 resources: {cpus: 1, gpus: 0}
 """
 
@@ -69,18 +69,18 @@ def local_ray():
     ray.shutdown()
 
 
-def _space(tmp_path: Path, trials: int):
+def _space(tmp_path: Path, trials: int, early: str = "asha", repeats: int = 1):
     path = tmp_path / "bridge.yaml"
-    path.write_text(textwrap.dedent(SPACE % {"trials": trials}))
+    path.write_text(textwrap.dedent(SPACE % {"trials": trials, "early": early, "repeats": repeats}))
     return load_space(path)
 
 
-def _run(tmp_path: Path, trials: int, monkeypatch) -> tuple[optuna.Study, object]:
+def _run(tmp_path: Path, trials: int, monkeypatch, **space: object) -> tuple[optuna.Study, object]:
     monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
     storage = f"sqlite:///{tmp_path / 'bridge.db'}"
     with open(tmp_path / "log.txt", "a") as log:
         summary = run(
-            _space(tmp_path, trials),
+            _space(tmp_path, trials, **space),
             storage=storage,
             trials=trials,
             console=Console(file=log, width=200),
@@ -175,3 +175,78 @@ def test_trainable_ray_pickles_is_a_plain_module_level_function() -> None:
     from dimsearch.search import trainable
 
     assert pickle.loads(pickle.dumps(trainable.run_trial)) is trainable.run_trial
+
+
+def test_repeats_retrain_the_front_and_the_seeds_and_a_rerun_adds_none(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    from dimsearch.search.study import front_trials, repeat_stats, study_rows
+
+    study, _ = _run(tmp_path, 4, monkeypatch, early="moasha", repeats=2)
+    repeats = [t for t in study.trials if Attr.REPEAT_OF in t.user_attrs]
+    originals = {t.user_attrs[Attr.REPEAT_OF] for t in repeats}
+    front = {t.number for t in front_trials(study)}
+    seed = next(t.number for t in study.trials if t.user_attrs.get(Attr.SEED) == "pit_ti")
+    assert front and front | {seed} <= originals
+    for t in repeats:  # the same architecture, the next training seed, trained in full
+        original = study.trials[t.user_attrs[Attr.REPEAT_OF]]
+        assert t.state == TrialState.COMPLETE and t.params == original.params
+        assert t.user_attrs[Attr.TRAIN_SEED] == original.user_attrs[Attr.TRAIN_SEED] + 1
+        assert t.user_attrs[Attr.EPOCHS] == scripted_trials.EPOCHS
+    stats = repeat_stats(study)
+    assert stats[seed].values[1][0] == stats[seed].values[0][0] + 0.5  # the scripted noise
+    rows = study_rows(study)
+    assert not any(r["repeat_of"] is not None for r in rows)  # a repeat is not a point
+    for row in rows:
+        assert len(row["accuracy_runs"]) == 2 and row["accuracy_std"] > 0
+        assert row["accuracy"] == sum(row["accuracy_runs"]) / 2
+
+    from dimsearch.search.show import study_table
+
+    console = Console(width=200, record=True)
+    console.print(study_table(study, rows, all_trials=False))
+    text = console.export_text()
+    assert " ± " in text and "(2)" in text
+
+    again, _ = _run(tmp_path, 0, monkeypatch, early="moasha", repeats=2)
+    assert len(again.trials) == len(study.trials)  # nothing missing, nothing re-trained
+
+
+def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    from dimsearch.search.runner import SAMPLE_TAG, run_sample
+
+    monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
+    storage = f"sqlite:///{tmp_path / 'bridge.db'}"
+    space = _space(tmp_path, 0, early="moasha", repeats=2)  # a sample overrides both
+
+    def record() -> optuna.Study:
+        with open(tmp_path / "log.txt", "a") as log:
+            run_sample(
+                space,
+                4,
+                storage=storage,
+                console=Console(file=log, width=200),
+                trainable=scripted_trials.scripted,
+                shutdown_ray=False,
+            )
+        return optuna.load_study(study_name="bridge", storage=storage)
+
+    def sampled(study: optuna.Study, *states: TrialState) -> list:
+        return [
+            t
+            for t in _trained(study)
+            if t.user_attrs.get(Attr.SEED) is None and (not states or t.state in states)
+        ]
+
+    first = record()
+    assert first.user_attrs[SAMPLE_TAG] == {"n": 4}
+    assert len(sampled(first)) == 4  # four draws went to training (budget rejections aside)
+    assert not sampled(first, TrialState.PRUNED)  # nothing stopped early
+    assert not [t for t in first.trials if Attr.REPEAT_OF in t.user_attrs]  # no repeats
+    complete = len(sampled(first, TrialState.COMPLETE))
+    assert all(t.user_attrs[Attr.EPOCHS] == 4 for t in sampled(first, TrialState.COMPLETE))
+
+    second = record()  # the failed draws are replaced; nothing complete is trained again
+    assert len(sampled(second)) == 4 + (4 - complete)

@@ -20,9 +20,10 @@ import yaml
 from optuna.trial import FixedTrial, TrialState
 
 from dimsearch import build_model, cost, zoo
-from dimsearch.errors import ArchError, SpaceError
-from dimsearch.search import SearchSpace, load_space
+from dimsearch.errors import ArchError, DimsearchError, SpaceError
+from dimsearch.search import SearchSpace, load_space, space_from_dict
 from dimsearch.search._params import PARAMS
+from dimsearch.search.budgets import Budgets
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = sorted((ROOT / "spaces").glob("*.yaml"))
@@ -53,7 +54,7 @@ def test_space_loads_and_round_trips_through_to_dict(path: Path) -> None:
     assert space.directions[0] == "maximize"
     data = space.to_dict()
     json.dumps(data)  # stored in the study's user attrs
-    assert SearchSpace.from_dict(data, source="roundtrip") == space
+    assert space_from_dict(data, source="roundtrip") == space
 
 
 @pytest.mark.parametrize("path", SPACES, ids=_ids)
@@ -158,6 +159,19 @@ def test_check_budgets_states_the_figures() -> None:
     reason = space.check_budgets(zoo.get("pit_b"))
     assert reason and "GFLOPs > max_gflops 3" in reason and "M params > max_params_m 25" in reason
     assert space.check_budgets(zoo.get("pit_s")) is None
+
+
+def test_search_budgets_and_export_limits_are_one_rule() -> None:
+    from dimsearch.export import Constraints
+
+    assert Constraints is Budgets  # `dimsearch export --max-*` builds the same type
+    limits = Budgets(max_gflops=1.0, max_params_m=5.0)
+    assert limits.violations({"gflops": 1.5, "params_m": 4.0}) == ["1.500 GFLOPs > max_gflops 1"]
+    assert limits.violations({"gflops": None}) == ["no gflops figure for max_gflops 1"]
+    assert limits.violations({"latency_ms": 99.0}) == []  # no limit on latency
+    assert limits.violations({}) == []  # only the figures given are checked
+    with pytest.raises(DimsearchError, match=r"max_gflops must be null or a number > 0, got -1"):
+        Budgets(max_gflops=-1)
 
 
 @pytest.mark.parametrize("kind", ["tpe", "nsga2", "random"])

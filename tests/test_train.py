@@ -381,3 +381,56 @@ def test_bench_train_skips_timm_for_rest() -> None:
     assert out.exit_code == 0, out.output
     assert "ratio a/b" in out.output and "ratio a/c" not in out.output
     assert "rest_lite has no timm equivalent" in out.output
+
+
+# -- Kendall tau of proxy-check: known answers with four or more models --------------------------
+
+_TOP1 = [73.0, 78.1, 80.9, 82.0]  # PiT-Ti, ResT-Lite-ish, PiT-S, PiT-B: all distinct
+
+
+@pytest.mark.parametrize(
+    ("means", "tau"),
+    [
+        ([60.0, 61.0, 62.0, 63.0], 1.0),  # same order as ImageNet
+        ([63.0, 62.0, 61.0, 60.0], -1.0),  # reversed
+        ([61.0, 60.0, 62.0, 63.0], 4 / 6),  # one swapped pair of six: (5 - 1) / 6
+        # a tie in the proxy: tau-b = (5 - 0) / sqrt((6 - 1) * (6 - 0))
+        ([60.0, 60.0, 62.0, 63.0], 5 / 30**0.5),
+    ],
+)
+def test_proxy_check_kendall_tau_has_known_answers(means: list[float], tau: float) -> None:
+    from dimsearch.train.proxy_check import _kendall
+
+    got, p = _kendall(means, _TOP1)
+    assert got == pytest.approx(tau, abs=1e-12)
+    assert p is not None and 0.0 <= p <= 1.0
+
+
+def test_proxy_check_kendall_tau_ignores_models_without_a_published_figure() -> None:
+    from dimsearch.train.proxy_check import _kendall
+
+    # the unpublished model (None) would reverse the order if it counted
+    tau, _ = _kendall([60.0, 61.0, 99.0, 62.0, 63.0], [73.0, 78.1, None, 80.9, 82.0])
+    assert tau == pytest.approx(1.0)
+    assert _kendall([60.0, 60.0, 60.0, 60.0], _TOP1) == (None, None)  # all tied: undefined
+
+
+@pytest.mark.parametrize(
+    ("tau", "reading"),
+    [
+        (0.7, "much as ImageNet does"),
+        (0.69, "partly agrees"),
+        (0.3, "partly agrees"),
+        (0.29, "unrelated"),
+        (-0.29, "unrelated"),
+        (-0.3, "tends to reverse"),
+        (None, "undefined"),
+    ],
+)
+def test_proxy_check_verdict_thresholds(tau: float | None, reading: str) -> None:
+    from dimsearch.train.proxy_check import _tau_sentence
+
+    sentence = _tau_sentence(tau, 4)
+    assert reading in sentence
+    if tau is not None:
+        assert "steps of 0.33" in sentence  # 4 models: 6 pairs, tau moves by 2/6

@@ -51,8 +51,19 @@ from dimsearch.analysis._describe import (
     transitions_text,
 )
 from dimsearch.errors import DimsearchError
-from dimsearch.search.show import front_trials, objective_names, state_counts
-from dimsearch.search.study import Attr, curve_attr, number_attr
+from dimsearch.search.study import (
+    Attr,
+    Objectives,
+    front_trials,
+    number_attr,
+    objectives_of,
+    set_study_system_attr,
+    state_counts,
+    study_system_attrs,
+    trial_accuracy,
+    trial_handle,
+    trial_id,
+)
 from dimsearch.zoo import label as seed_label
 
 __all__ = ["DashboardSummary", "make_dashboard_server", "prepare_dashboard", "serve", "trial_note"]
@@ -104,17 +115,13 @@ def _md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("`", "'")
 
 
-def trial_note(trial: FrozenTrial, names: list[str], on_front: bool) -> str:
+def trial_note(trial: FrozenTrial, objectives: Objectives, on_front: bool) -> str:
     """The markdown block dimsearch writes into a trial's note (markers included)."""
     ua = trial.user_attrs
     label = seed_label(ua.get(Attr.SEED))
     title = f"### Trial {trial.number}" + (f" · {_md_escape(label)} (seed)" if label else "")
     state = f"**{trial.state.name.lower()}**" + (" · Pareto front" if on_front else "")
-    values = dict(zip(names, trial.values or [], strict=False))
-    acc = values.get("accuracy")
-    curve = curve_attr(ua)
-    if acc is None and curve:
-        acc = curve[-1]
+    acc = trial_accuracy(trial, objectives.accuracy)
     params = number_attr(ua, Attr.PARAMS)
     facts = [
         f"top-1 {_num(acc, '{:.2f}')} %",
@@ -157,7 +164,7 @@ def study_note(study: optuna.Study, front: list[FrozenTrial]) -> str:
         "",
         f"### {study.study_name}",
         "",
-        f"Objectives: {', '.join(objective_names(study))} · trials: {counts}",
+        f"Objectives: {', '.join(objectives_of(study).names)} · trials: {counts}",
         "",
         "Pareto front (model code attached to each trial as an artifact):",
         "",
@@ -179,11 +186,12 @@ def _merge(existing: str, block: str) -> str:
     return block + ("\n\n" + rest if rest else "")
 
 
-def _put_note(study: optuna.Study, trial_id: int | None, block: str) -> bool:
-    """Write ``block`` into a note unless it is already there; True if written."""
+def _put_note(study: optuna.Study, trial: FrozenTrial | None, block: str) -> bool:
+    """Write ``block`` into the study's note (``trial`` None) or a trial's, unless it is
+    already there; True if written."""
     from optuna_dashboard import get_note, save_note
 
-    target = study if trial_id is None else optuna.trial.Trial(study, trial_id)
+    target = study if trial is None else trial_handle(study, trial)
     old = get_note(target)
     new = _merge(old, block)
     if new == old:
@@ -218,8 +226,9 @@ def _arch_json(study: optuna.Study, trial: FrozenTrial) -> tuple[str, str]:
     return f"trial{trial.number}_{safe}.json", text + "\n"
 
 
-def _trial_artifacts(attrs: dict[str, Any], trial_id: int) -> dict[str, dict[str, Any]]:
-    prefix = f"dashboard:artifacts:{trial_id}:"
+def _trial_artifacts(attrs: dict[str, Any], tid: int) -> dict[str, dict[str, Any]]:
+    """The files attached to the trial with storage id ``tid``, by file name."""
+    prefix = f"dashboard:artifacts:{tid}:"
     out = {}
     for key, value in attrs.items():
         if key.startswith(prefix) and value:
@@ -251,12 +260,12 @@ def _attach(
 ) -> bool:
     """Attach ``text`` as ``filename`` to a finished trial; False if already there as is."""
     data = text.encode()
-    existing = _trial_artifacts(attrs, trial._trial_id).get(filename)
+    existing = _trial_artifacts(attrs, trial_id(trial)).get(filename)
     if existing is not None:
         if _stored_digest(store, existing["artifact_id"]) == _digest(data):
             return False
-        key = _ARTIFACT_KEY.format(trial_id=trial._trial_id, artifact_id=existing["artifact_id"])
-        study._storage.set_study_system_attr(study._study_id, key, json.dumps(None))
+        key = _ARTIFACT_KEY.format(trial_id=trial_id(trial), artifact_id=existing["artifact_id"])
+        set_study_system_attr(study, key, json.dumps(None))
     artifact_id = str(uuid.uuid4())
     with tempfile.TemporaryFile() as f:
         f.write(data)
@@ -269,8 +278,8 @@ def _attach(
         "mimetype": mimetype,
         "encoding": None,
     }
-    key = _ARTIFACT_KEY.format(trial_id=trial._trial_id, artifact_id=artifact_id)
-    study._storage.set_study_system_attr(study._study_id, key, json.dumps(meta))
+    key = _ARTIFACT_KEY.format(trial_id=trial_id(trial), artifact_id=artifact_id)
+    set_study_system_attr(study, key, json.dumps(meta))
     return True
 
 
@@ -286,7 +295,8 @@ def prepare_dashboard(study: optuna.Study, artifact_dir: Path | str | None) -> D
             ``optuna.artifacts.FileSystemArtifactStore``), e.g. ``studies/pit.artifacts``
             next to ``studies/pit.db``; ``None``: no artifacts.
     """
-    names = objective_names(study)
+    objectives = objectives_of(study)
+    names = objectives.names
     if study.metric_names != names and study.user_attrs.get(Attr.OBJECTIVES):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -295,7 +305,7 @@ def prepare_dashboard(study: optuna.Study, artifact_dir: Path | str | None) -> D
     on_front = {t.number for t in front}
     summary = DashboardSummary(study.study_name, names, front=sorted(on_front))
     for t in study.get_trials(deepcopy=False):
-        if _put_note(study, t._trial_id, trial_note(t, names, t.number in on_front)):
+        if _put_note(study, t, trial_note(t, objectives, t.number in on_front)):
             summary.notes_written += 1
         else:
             summary.notes_unchanged += 1
@@ -308,7 +318,7 @@ def prepare_dashboard(study: optuna.Study, artifact_dir: Path | str | None) -> D
         return summary
     store = _store(artifact_dir)
     summary.exporter = "model code from dimsearch.export + architecture JSON"
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = study_system_attrs(study)
     for t in front:
         files = [_arch_json(study, t)]
         try:

@@ -34,10 +34,9 @@ from dimsearch.analysis.edf import (
     summarize,
     trend_by_value,
 )
-from dimsearch.analysis.hypervolume import HypervolumeHistory, hypervolume_history, nondominated
+from dimsearch.analysis.hypervolume import HypervolumeHistory, hypervolume_history
 from dimsearch.analysis.points import AnalysisError, DesignPoints, accuracy_index
-from dimsearch.search.show import front_trials, objective_names
-from dimsearch.search.study import Attr, number_attr
+from dimsearch.search.study import Attr, front_trials, nondominated, number_attr, objectives_of
 from dimsearch.zoo import label as seed_label
 
 __all__ = [
@@ -128,7 +127,7 @@ def plot_fronts(
     are solid; the staircase is the front of the pair drawn; seeds are stars with their zoo
     label (PiT-Ti, ResT-Small). An axis no trial has a value for is skipped.
     """
-    names = objective_names(study)
+    names = objectives_of(study).names
     acc = accuracy_index(study)
     done = [
         t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.values
@@ -232,7 +231,7 @@ def plot_hypervolume(
     ``reference``: see `hypervolume_history` (default: worst completed values padded by 10 %
     of each objective's range; the reference is printed on the figure).
     """
-    names = objective_names(study)
+    names = objectives_of(study).names
     hist = hypervolume_history(study, names, reference=reference)
     fig = _figure(10, 3.8)
     a1, a2 = fig.subplots(1, 2)
@@ -284,7 +283,7 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, dict[str, float]],
     """
     from optuna.importance import get_param_importances
 
-    names = objective_names(study)
+    objectives = objectives_of(study)
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
         return {}, [
@@ -303,8 +302,8 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, dict[str, float]],
     if not params:
         return {}, [*notes, "importances skipped: no parameter takes two values"]
     out: dict[str, dict[str, float]] = {}
-    for i, (name, d) in enumerate(zip(names, study.directions, strict=True)):
-        sign = -1.0 if d.name.lower() == "maximize" else 1.0
+    for i, (name, d) in enumerate(zip(objectives.names, objectives.directions, strict=True)):
+        sign = -1.0 if d == "maximize" else 1.0
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # PED-ANOVA warns that it minimises `target`

@@ -21,13 +21,12 @@ import optuna
 from optuna.trial import TrialState
 
 from dimsearch.analysis.points import AnalysisError
-from dimsearch.search.study import Attr, number_attr
+from dimsearch.search.study import Attr, directions_of, nondominated, number_attr
 
 __all__ = [
     "HypervolumeHistory",
     "hypervolume",
     "hypervolume_history",
-    "nondominated",
     "reference_point",
 ]
 
@@ -35,17 +34,6 @@ __all__ = [
 # each objective's range: far enough that the extreme trials still add volume (a point on the
 # reference bound adds none), near enough that the volume is dominated by the front's shape.
 REFERENCE_PAD = 0.1
-
-
-def nondominated(points: np.ndarray) -> np.ndarray:
-    """Mask of the rows no other row dominates (minimisation; duplicates all kept)."""
-    p = np.asarray(points, dtype=float)
-    if p.size == 0:
-        return np.zeros(0, dtype=bool)
-    le = np.all(p[:, None, :] <= p[None, :, :], axis=2)  # le[j, i]: j is <= i everywhere
-    lt = np.any(p[:, None, :] < p[None, :, :], axis=2)
-    dominated = np.any(le & lt, axis=0)
-    return ~dominated
 
 
 def hypervolume(
@@ -178,7 +166,7 @@ def hypervolume_history(
             for accuracy %, GFLOPs, ms); ``None``: `reference_point` of the completed trials.
             Fix it when comparing studies or runs, so the numbers share a scale.
     """
-    directions = [d.name.lower() for d in study.directions]
+    directions = directions_of(study)
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
     if reference is not None:

@@ -25,7 +25,7 @@ from dimsearch import zoo
 from dimsearch.analysis._describe import arch_of
 from dimsearch.config import ArchConfig
 from dimsearch.errors import DimsearchError
-from dimsearch.search.study import Attr, number_attr
+from dimsearch.search.study import Attr, number_attr, objectives_of
 
 __all__ = [
     "AnalysisError",
@@ -160,23 +160,16 @@ def choice_kinds(points: DesignPoints, *, min_values: int = 2) -> tuple[list[str
 
 
 def accuracy_index(study: optuna.Study) -> int:
-    """Where ``accuracy`` sits among the study's objectives.
-
-    By name (``Attr.OBJECTIVES``, as `dimsearch run` records it), else the first maximised
-    objective; a study without one cannot be analysed for error.
+    """Where ``accuracy`` sits among the study's objectives (`Objectives.accuracy`: by name,
+    else the first maximised objective); a study without one cannot be analysed for error.
     """
-    from dimsearch.search.show import objective_names
-
-    names = objective_names(study)
-    if "accuracy" in names:
-        return names.index("accuracy")
-    for i, d in enumerate(study.directions):
-        if d.name.lower() == "maximize":
-            return i
-    raise AnalysisError(
-        f"study {study.study_name!r} has no accuracy objective (objectives {names}, all "
-        f"minimised); error statistics need one"
-    )
+    objectives = objectives_of(study)
+    if objectives.accuracy is None:
+        raise AnalysisError(
+            f"study {study.study_name!r} has no accuracy objective (objectives "
+            f"{objectives.names}, all minimised); error statistics need one"
+        )
+    return objectives.accuracy
 
 
 def study_points(study: optuna.Study) -> DesignPoints:

@@ -26,8 +26,7 @@ from dimsearch.analysis import figures as F
 from dimsearch.analysis._describe import arch_line, arch_of
 from dimsearch.analysis.edf import EDFSummary
 from dimsearch.analysis.points import AnalysisError, choice_kinds, study_points
-from dimsearch.search.show import objective_names, state_counts, study_rows
-from dimsearch.search.study import Attr
+from dimsearch.search.study import Attr, objectives_of, state_counts, study_rows
 
 __all__ = ["Report", "write_report"]
 
@@ -60,7 +59,7 @@ def _fmt(value: Any, spec: str = "{:.2f}") -> str:
 
 
 def _summary(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    names = objective_names(study)
+    objectives = objectives_of(study)
     every = study_rows(study, all_trials=True)
     done = [r for r in every if r["state"] == "COMPLETE" and r["accuracy"] is not None]
     best = None
@@ -78,8 +77,8 @@ def _summary(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "space": space.get("name"),
         "description": space.get("description"),
         "objectives": [
-            {"name": n, "direction": d.name.lower()}
-            for n, d in zip(names, study.directions, strict=True)
+            {"name": n, "direction": d}
+            for n, d in zip(objectives.names, objectives.directions, strict=True)
         ],
         "trials": len(every),
         "states": state_counts(study),

@@ -1,4 +1,9 @@
-"""What every command shares: the one console and the error-to-exit-code rule."""
+"""What every command shares: the apps it registers on, the one console and the
+error-to-exit-code rule.
+
+The apps live here, not in `dimsearch.cli`, so the command modules import them from a module
+that does not import the commands back.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,22 @@ from dimsearch.errors import DimsearchError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    name="dimsearch",
+    help="Design-space explorer for hierarchical vision transformers (PiT, ResT and between).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(
+    help="Benchmarks: figures and ratios measured in one run.", no_args_is_help=True
+)
+data_app = typer.Typer(
+    help="Proxy datasets: prepare caches ahead of a search.", no_args_is_help=True
+)
+app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
 
 
 @contextmanager

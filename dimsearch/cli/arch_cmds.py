@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dimsearch.cli import app, bench_app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, bench_app, console, user_errors
 from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError
 

@@ -8,8 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from dimsearch.cli import data_app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import console, data_app, user_errors
 from dimsearch.errors import SpaceError
 
 _SHOWN_CLASSES = 10  # class names printed before "..."

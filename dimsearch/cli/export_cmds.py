@@ -8,8 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 
 
 @app.command("export")
@@ -37,13 +36,16 @@ def export_cmd(
     ),
 ) -> None:
     """Write trials of STUDY as standalone PyTorch files (torch only, architecture as code)."""
-    from dimsearch.export import Constraints, default_out_dir, export_trials, select_trials
+    from dimsearch.export import default_out_dir, export_trials, select_trials
+    from dimsearch.search.budgets import Budgets
     from dimsearch.search.study import open_study, study_file, study_name_of
 
     with user_errors():
         name, default_storage = study_name_of(study)
         st = open_study(name, storage or default_storage)
-        limits = Constraints(max_gflops, max_latency_ms, max_params)
+        limits = Budgets(
+            max_gflops=max_gflops, max_params_m=max_params, max_latency_ms=max_latency_ms
+        )
         trials = select_trials(st, trial=trial, pick=pick, pareto=pareto, constraints=limits)
         file = study_file(storage or default_storage, name)
         near = [file.parent] if file else []

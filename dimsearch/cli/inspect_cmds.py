@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 from dimsearch.errors import DimsearchError
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ def dashboard(
 ) -> None:
     """Open a study in optuna-dashboard, with architecture notes and the front's model code."""
     from dimsearch.analysis.dashboard import prepare_dashboard, serve
-    from dimsearch.search.study import resolve_storage, storage_url, study_name_of
+    from dimsearch.search.study import resolve_storage, storage_url, study_id, study_name_of
 
     with user_errors():
         if study is None:
@@ -93,7 +92,7 @@ def dashboard(
 
     def ready(url: str) -> None:
         if len(studies) == 1:
-            url += f"/studies/{studies[0]._study_id}"
+            url += f"/studies/{study_id(studies[0])}"
         console.print(f"dashboard: {url}  (Ctrl-C stops it)", soft_wrap=True)
 
     serve(st, host=host, port=port, artifact_store=art, ready=ready)

@@ -9,8 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 
 latency_app = typer.Typer(
     help="Latency prediction: time a space's building blocks once per device, then add up.",

@@ -1,4 +1,4 @@
-"""Commands of the search: `run` and `show`."""
+"""Commands of the search: `run`, `show`, and `schema` (the space file format)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dimsearch.cli import app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, console, user_errors
 
 
 @app.command()
@@ -23,8 +22,8 @@ def run(
     """Search SPACE: seeds first, then sampled trials; appended to (and resumed from) its study."""
     from dimsearch.search import load_space
     from dimsearch.search.runner import run as run_search
-    from dimsearch.search.show import study_rows, study_table
-    from dimsearch.search.study import open_study
+    from dimsearch.search.show import study_table
+    from dimsearch.search.study import open_study, study_rows
 
     with user_errors():
         spc = load_space(space)
@@ -52,8 +51,8 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
 ) -> None:
     """Print the Pareto front of a study (seeds marked by name)."""
-    from dimsearch.search.show import state_counts, study_rows, study_table
-    from dimsearch.search.study import open_study, study_name_of
+    from dimsearch.search.show import study_table
+    from dimsearch.search.study import open_study, state_counts, study_name_of, study_rows
 
     with user_errors():
         name, default_storage = study_name_of(study)
@@ -65,3 +64,11 @@ def show(
     console.print(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
     console.print(f"{len(st.trials)} trials: {counts}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a space file (for editors: see docs/spaces.md)."""
+    from dimsearch.search.schema import space_schema
+
+    console.out(json.dumps(space_schema(), indent=2), highlight=False)

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from dimsearch.cli import app, bench_app
-from dimsearch.cli._common import console, user_errors
+from dimsearch.cli._common import app, bench_app, console, user_errors
 
 if TYPE_CHECKING:
     from dimsearch.data import DataConfig

@@ -222,7 +222,7 @@ def check_predictor(
         LatencyError: the table holds fewer than 2 whole models of this image size and class
             count to fit on (calibrate first).
     """
-    from dimsearch.cost import estimate
+    from dimsearch.cost._analytic import estimate
 
     start = time.perf_counter()
     say = progress or (lambda _line: None)

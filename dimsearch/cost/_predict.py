@@ -406,7 +406,7 @@ def model_groups(
     model larger than that is a group of its own). Timing a whole group round-robin spreads
     each model's passes over the group's whole time, so slow drifts of the machine's load
     average out instead of landing on a few models."""
-    from dimsearch.cost import estimate
+    from dimsearch.cost._analytic import estimate
 
     groups: list[list[int]] = []
     used = max_bytes + 1

@@ -12,8 +12,10 @@ Public API::
   at proxy resolution into a verified, memory-mapped cache (`dimsearch.data.cache`).
 * ``idx`` (`dimsearch.data.idx`): MNIST-style IDX files such as Fashion-MNIST.
 
-`DeviceLoader` (and so torch) is imported on first use, so decoding workers and the CLI's
-``--help`` do not pay for torch.
+Imports run one way: `kinds` (the kind -> loader table) <- `config` <- `dataset` (`ProxyData`)
+<- the loaders <- `load` (`load_data`). Only the config is imported with the package; the rest
+(numpy, and torch for `DeviceLoader`) on first use, so validating a space, decoding workers and
+the CLI's ``--help`` do not pay for them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from dimsearch.data.config import KINDS, ON_CORRUPT, DataConfig, default_cache_dir
-from dimsearch.data.dataset import ProxyData, Split, load_data
 
 if TYPE_CHECKING:
+    from dimsearch.data.dataset import ProxyData, Split
+    from dimsearch.data.load import load_data
     from dimsearch.data.loader import AUGMENTS, DeviceLoader
 
 __all__ = [
@@ -39,10 +42,21 @@ __all__ = [
     "load_data",
 ]
 
-_LAZY = {"AUGMENTS": "dimsearch.data.loader", "DeviceLoader": "dimsearch.data.loader"}
+# public name -> module, imported on first use
+_HOMES = {
+    "AUGMENTS": "loader",
+    "DeviceLoader": "loader",
+    "ProxyData": "dataset",
+    "Split": "dataset",
+    "load_data": "load",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dimsearch.data' has no attribute {name!r}")
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

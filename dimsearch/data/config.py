@@ -14,13 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dimsearch._values import is_int
+from dimsearch._rules import Rule, Where, check_fields, check_section
+from dimsearch.data.kinds import KINDS
 from dimsearch.errors import DataError
 
-__all__ = ["DEFAULT_CACHE_DIR", "KINDS", "ON_CORRUPT", "DataConfig", "default_cache_dir"]
+__all__ = [
+    "DEFAULT_CACHE_DIR",
+    "FIELD_RULES",
+    "KINDS",
+    "ON_CORRUPT",
+    "DataConfig",
+    "default_cache_dir",
+]
 
-# Named choices; the loaders for each kind are looked up in `dimsearch.data.dataset.BUILDERS`.
-KINDS = ("synthetic", "imagefolder", "idx")
+# Named choices; the kinds are the keys of `dimsearch.data.kinds.LOADERS`.
 ON_CORRUPT = ("skip", "error")
 
 # Where caches go when neither `cache_dir` nor $DIMSEARCH_CACHE says otherwise.
@@ -30,51 +37,29 @@ DEFAULT_CACHE_DIR = "~/.cache/dimsearch"
 _MIN_IMG_SIZE = 8
 _MAX_IMG_SIZE = 1024
 
-# field -> (kind of value, what the error message says was expected)
-_FIELDS: dict[str, tuple[str, str]] = {
-    "kind": ("choice", f"one of {list(KINDS)}"),
-    "img_size": ("size", f"an integer in [{_MIN_IMG_SIZE}, {_MAX_IMG_SIZE}]"),
-    "num_classes": ("positive?", "a positive integer or null"),
-    "train_per_class": ("positive?", "a positive integer or null"),
-    "val_per_class": ("positive?", "a positive integer or null"),
-    "root": ("path?", "a path string or null"),
-    "cache_dir": ("path?", "a path string or null"),
-    "seed": ("seed", "a non-negative integer"),
-    "on_corrupt": ("choice", f"one of {list(ON_CORRUPT)}"),
-    "workers": ("positive?", "a positive integer or null"),
+_POSITIVE_OR_NULL = Rule("int", low=1, optional=True, text="a positive integer or null")
+_PATH_OR_NULL = Rule("str", low=1, optional=True, text="a path string or null")
+
+# The rule of every field, in field order (the order they are checked in).
+FIELD_RULES = {
+    "kind": Rule("choice", choices=KINDS),
+    "img_size": Rule("int", low=_MIN_IMG_SIZE, high=_MAX_IMG_SIZE),
+    "num_classes": _POSITIVE_OR_NULL,
+    "train_per_class": _POSITIVE_OR_NULL,
+    "val_per_class": _POSITIVE_OR_NULL,
+    "root": _PATH_OR_NULL,
+    "cache_dir": _PATH_OR_NULL,
+    "seed": Rule("int", low=0, text="a non-negative integer"),
+    "on_corrupt": Rule("choice", choices=ON_CORRUPT),
+    "workers": _POSITIVE_OR_NULL,
 }
-_CHOICES = {"kind": KINDS, "on_corrupt": ON_CORRUPT}
 
 
-def _value_ok(name: str, value: Any) -> bool:
-    rule = _FIELDS[name][0]
-    if rule.endswith("?") and value is None:
-        return True
-    if rule == "choice":
-        return isinstance(value, str) and value in _CHOICES[name]
-    if rule == "size":
-        return is_int(value) and _MIN_IMG_SIZE <= value <= _MAX_IMG_SIZE
-    if rule == "positive?":
-        return is_int(value) and value >= 1
-    if rule == "path?":
-        return isinstance(value, str) and value != ""
-    if rule == "seed":
-        return is_int(value) and value >= 0
-    raise AssertionError(f"unknown rule {rule!r}")  # a bug in _FIELDS, not user input
-
-
-def _check(where: str, name: str, value: Any) -> None:
-    if not _value_ok(name, value):
-        raise DataError(f"{where}.{name} must be {_FIELDS[name][1]}, got {value!r}")
-
-
-def _check_all(where: str, values: Mapping[str, Any]) -> None:
-    """Every field on its own, then the rules between fields."""
-    for name, value in values.items():
-        _check(where, name, value)
+def _check_between(values: Mapping[str, Any], where: Where) -> None:
+    """The rules between fields (each field on its own is checked first)."""
     if values["kind"] == "imagefolder" and values["root"] is None:
-        raise DataError(
-            f"{where}.root is required for kind 'imagefolder': the folder holding "
+        raise (where / "root").error(
+            "is required for kind 'imagefolder': the folder holding "
             "train/<class>/* and val/<class>/*"
         )
 
@@ -122,26 +107,22 @@ class DataConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        _check_all("data", {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        where = Where(path="data", raises=DataError)
+        check_fields(self, FIELD_RULES, where)
+        _check_between(dataclasses.asdict(self), where)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "data") -> DataConfig:
-        """Build from a YAML mapping; errors name ``f"{where}.{key}"`` and what was expected.
+    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "data") -> DataConfig:
+        """Build from a YAML mapping (``None``: all defaults); errors name
+        ``f"{where}.{key}"`` and what was expected.
 
         ``root`` and ``cache_dir`` may be given as `pathlib.Path` too; they are kept as strings
         so the config stays JSON-serialisable (it is stored with the study).
         """
-        if not isinstance(d, Mapping):
-            raise DataError(f"{where} must be a mapping of data options, got {d!r}")
-        values = {f.name: f.default for f in dataclasses.fields(cls)}
-        for key, value in d.items():
-            if key not in values:
-                raise DataError(f"{where}.{key} is not a data option; valid keys: {list(values)}")
-            if key in ("root", "cache_dir") and isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            values[key] = value
-        _check_all(where, values)
-        return cls(**values)
+        at = Where(path=where, raises=DataError)
+        given = check_section(d, at, FIELD_RULES, "is not a data option; valid keys: {known}")
+        _check_between({**dataclasses.asdict(cls()), **given}, at)
+        return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain values; ``DataConfig.from_dict(cfg.to_dict()) == cfg``."""

@@ -1,4 +1,4 @@
-"""`ProxyData`, the one thing a proxy training needs from a dataset, and `load_data`.
+"""`ProxyData`, the one thing a proxy training needs from a dataset, whatever its kind.
 
 Every kind of source ends as the same two `Split`s of packed uint8 arrays, channels last,
 plus the per-channel statistics to normalise them; the trainer never learns where they came
@@ -8,17 +8,14 @@ page cache instead of each decoding its own.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dimsearch.data.config import DataConfig
 from dimsearch.errors import DataError
 
-__all__ = ["BUILDERS", "ProxyData", "Split", "channel_stats", "load_data"]
+__all__ = ["ProxyData", "Split", "channel_stats"]
 
 # Pixels read at a time when computing statistics, so a memory-mapped cache is streamed.
 _STATS_CHUNK_PIXELS = 1 << 24
@@ -143,45 +140,3 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     var = np.maximum(hist @ (levels * levels) / count - mean * mean, 0.0)
     std = np.maximum(np.sqrt(var), 1.0)  # a constant channel must not divide by zero
     return tuple(float(m / 255) for m in mean), tuple(float(s / 255) for s in std)
-
-
-def _synthetic(cfg: DataConfig, progress: bool) -> ProxyData:
-    from dimsearch.data.synthetic import build_synthetic
-
-    return build_synthetic(cfg, progress=progress)
-
-
-def _imagefolder(cfg: DataConfig, progress: bool) -> ProxyData:
-    from dimsearch.data.imagefolder import build_imagefolder
-
-    return build_imagefolder(cfg, progress=progress)
-
-
-def _idx(cfg: DataConfig, progress: bool) -> ProxyData:
-    from dimsearch.data.idx import build_idx
-
-    return build_idx(cfg, progress=progress)
-
-
-# kind -> builder; imported lazily so a synthetic run never imports PIL's decoders.
-BUILDERS: dict[str, Callable[[DataConfig, bool], ProxyData]] = {
-    "synthetic": _synthetic,
-    "imagefolder": _imagefolder,
-    "idx": _idx,
-}
-
-
-def load_data(cfg: DataConfig, progress: bool = False) -> ProxyData:
-    """Prepare the dataset ``cfg`` describes, reusing its cache when nothing changed.
-
-    Args:
-        cfg: the dataset to load.
-        progress: show a progress bar on the terminal while decoding or generating.
-
-    Raises:
-        DataError: the source is missing, malformed or empty; the message names the path.
-    """
-    start = time.perf_counter()
-    data = BUILDERS[cfg.kind](cfg, progress)
-    data.info["seconds"] = round(time.perf_counter() - start, 3)
-    return data

@@ -21,8 +21,7 @@ from optuna.trial import FrozenTrial
 from dimsearch._values import is_int
 from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError, DimsearchError
-from dimsearch.search.show import objective_names
-from dimsearch.search.study import Attr
+from dimsearch.search.study import OBJECTIVES, Attr, objectives_of
 
 __all__ = [
     "ExportError",
@@ -104,10 +103,6 @@ class TrialRecord:
     weights_attr: str | None = None
 
 
-# objective names we know how to label; others in a study are left out of the docstring
-KNOWN_OBJECTIVES = ("accuracy", "gflops", "params_m", "latency_ms")
-
-
 def _number(trial: int, key: str, value: Any) -> float | None:
     if value is None:
         return None
@@ -186,8 +181,9 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
     ua = trial.user_attrs
     objectives: dict[str, float] = {}
     if trial.values is not None:
-        for key, value in zip(objective_names(study), trial.values, strict=True):
-            if key in KNOWN_OBJECTIVES:
+        # objectives we know how to label; others in a study are left out of the docstring
+        for key, value in zip(objectives_of(study).names, trial.values, strict=True):
+            if key in OBJECTIVES:
                 checked = _number(number, key, value)
                 if checked is not None:
                     objectives[key] = checked

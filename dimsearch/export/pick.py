@@ -13,79 +13,69 @@ Rules (`PICK_RULES`):
   average rate. Ties go to the lower trial number; with fewer than three points there is no
   interior point and the most accurate one is taken.
 
-Constraints (`Constraints`) read the trial's recorded cost attrs (`Attr.GFLOPS`,
-`Attr.LATENCY_MS`, `Attr.PARAMS`), measured at the study's target resolution; a trial that
-lacks a constrained figure is left out rather than assumed to fit. The rules consider the
-study's front only, as `dimsearch show` prints it.
+Constraints (`Budgets`, the type of a space's ``budgets:``) read the trial's recorded cost
+attrs (`Attr.GFLOPS`, `Attr.LATENCY_MS`, `Attr.PARAMS`), measured at the study's target
+resolution; a trial that lacks a constrained figure is left out rather than assumed to fit.
+The rules consider the study's front only, as `dimsearch show` prints it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from dimsearch.export._record import ExportError
-from dimsearch.search.show import front_trials, objective_names
-from dimsearch.search.study import Attr, number_attr
+from dimsearch.search.budgets import Budgets
+from dimsearch.search.study import (
+    Attr,
+    Objectives,
+    front_trials,
+    nondominated,
+    number_attr,
+    objectives_of,
+)
 
 __all__ = ["PICK_RULES", "Constraints", "knee_index", "select_trials"]
 
 PICK_RULES = ("accuracy", "knee")
 
 
-@dataclass(frozen=True)
-class Constraints:
-    """Upper limits a picked trial must meet; ``None`` means no limit.
+# Export's limits are the space's budgets: one type, one rule (`Budgets.violations`).
+Constraints = Budgets
 
-    Attributes:
-        max_gflops: multiply-adds / 1e9 at the target resolution.
-        max_latency_ms: the recorded median latency.
-        max_params_m: parameters, in millions.
-    """
+# limit -> the `dimsearch export` option that sets it, for messages
+_OPTIONS = {
+    "max_gflops": "--max-gflops",
+    "max_latency_ms": "--max-latency-ms",
+    "max_params_m": "--max-params",
+}
 
-    max_gflops: float | None = None
-    max_latency_ms: float | None = None
-    max_params_m: float | None = None
 
-    def __post_init__(self) -> None:
-        for key in ("max_gflops", "max_latency_ms", "max_params_m"):
-            value = getattr(self, key)
-            if value is not None and not value > 0:
-                raise ExportError(f"{key} must be > 0, got {value!r}")
+def _figures(trial: FrozenTrial) -> dict[str, float | None]:
+    """The trial's recorded cost figures, by `Budgets` figure name (None: not a number)."""
+    ua = trial.user_attrs
+    params = number_attr(ua, Attr.PARAMS)
+    return {
+        "gflops": number_attr(ua, Attr.GFLOPS),
+        "latency_ms": number_attr(ua, Attr.LATENCY_MS),
+        "params_m": None if params is None else params * 1e-6,
+    }
 
-    @property
-    def active(self) -> bool:
-        """Whether any limit is set."""
-        return any(v is not None for v in (self.max_gflops, self.max_latency_ms, self.max_params_m))
 
-    def admits(self, trial: FrozenTrial) -> bool:
-        """Whether ``trial``'s recorded costs are within every limit."""
-        ua = trial.user_attrs
-        limits = (
-            (self.max_gflops, number_attr(ua, Attr.GFLOPS), 1.0),
-            (self.max_latency_ms, number_attr(ua, Attr.LATENCY_MS), 1.0),
-            (self.max_params_m, number_attr(ua, Attr.PARAMS), 1e-6),
-        )
-        for limit, value, scale in limits:
-            if limit is None:
-                continue
-            if value is None or not value * scale <= limit:  # no figure: not within the limit
-                return False
-        return True
+def _admits(limits: Budgets, trial: FrozenTrial) -> bool:
+    """Whether ``trial``'s recorded costs are within every limit (a missing one is not)."""
+    return not limits.violations(_figures(trial))
 
-    def describe(self) -> str:
-        """The limits as the CLI options that set them, for messages."""
-        parts = []
-        if self.max_gflops is not None:
-            parts.append(f"--max-gflops {self.max_gflops:g}")
-        if self.max_latency_ms is not None:
-            parts.append(f"--max-latency-ms {self.max_latency_ms:g}")
-        if self.max_params_m is not None:
-            parts.append(f"--max-params {self.max_params_m:g}")
-        return " ".join(parts)
+
+def _describe(limits: Budgets) -> str:
+    """The limits as the CLI options that set them, for messages."""
+    return " ".join(
+        f"{option} {getattr(limits, key):g}"
+        for key, option in _OPTIONS.items()
+        if getattr(limits, key) is not None
+    )
 
 
 def knee_index(points: Sequence[tuple[float, float]]) -> int:
@@ -99,11 +89,8 @@ def knee_index(points: Sequence[tuple[float, float]]) -> int:
     """
     if not points:
         raise ExportError("no points to take a knee of")
-    front = [
-        i
-        for i, (c, a) in enumerate(points)
-        if not any(c2 <= c and a2 >= a and (c2, a2) != (c, a) for c2, a2 in points)
-    ]
+    on = nondominated([(c, -a) for c, a in points])
+    front = [i for i in range(len(points)) if on[i]]
     # identical points: keep the first. Distinct non-dominated points differ on both axes,
     # so with two or more of them neither normalisation below divides by zero.
     distinct: dict[tuple[float, float], int] = {}
@@ -123,13 +110,13 @@ def knee_index(points: Sequence[tuple[float, float]]) -> int:
     return max(front, key=lambda i: (lift(i), -i))
 
 
-def _accuracy_of(study: optuna.Study, names: list[str]) -> int:
-    if "accuracy" not in names:
+def _accuracy_of(study: optuna.Study, objectives: Objectives) -> int:
+    if objectives.accuracy is None:
         raise ExportError(
-            f"study {study.study_name!r} has no 'accuracy' objective (objectives: {names}); "
-            f"pick a trial with --trial"
+            f"study {study.study_name!r} has no 'accuracy' objective "
+            f"(objectives: {objectives.names}); pick a trial with --trial"
         )
-    return names.index("accuracy")
+    return objectives.accuracy
 
 
 def _gflops_of(names: list[str], trial: FrozenTrial) -> float | None:
@@ -146,11 +133,11 @@ def _fmt(trial: FrozenTrial, key: str, scale: float) -> str:
     return f"{value * scale:.3g}"
 
 
-def _front(study: optuna.Study, constraints: Constraints) -> list[FrozenTrial]:
+def _front(study: optuna.Study, constraints: Budgets) -> list[FrozenTrial]:
     front = front_trials(study)
     if not front:
         raise ExportError(f"study {study.study_name!r} has no COMPLETE trials, so no front yet")
-    kept = sorted((t for t in front if constraints.admits(t)), key=lambda t: t.number)
+    kept = sorted((t for t in front if _admits(constraints, t)), key=lambda t: t.number)
     if not kept:
         figures = ", ".join(
             f"#{t.number}: {_fmt(t, Attr.GFLOPS, 1.0)} GFLOPs, {_fmt(t, Attr.LATENCY_MS, 1.0)} ms, "
@@ -159,16 +146,17 @@ def _front(study: optuna.Study, constraints: Constraints) -> list[FrozenTrial]:
         )
         raise ExportError(
             f"no Pareto-front trial of study {study.study_name!r} meets "
-            f"{constraints.describe()} (front: {figures})"
+            f"{_describe(constraints)} (front: {figures})"
         )
     return kept
 
 
-def _pick(study: optuna.Study, rule: str, constraints: Constraints) -> FrozenTrial:
+def _pick(study: optuna.Study, rule: str, constraints: Budgets) -> FrozenTrial:
     if rule not in PICK_RULES:
         raise ExportError(f"--pick must be one of {list(PICK_RULES)}, got {rule!r}")
-    names = objective_names(study)  # one read of the study's attrs, not one per trial
-    acc = _accuracy_of(study, names)
+    objectives = objectives_of(study)  # one read of the study's attrs, not one per trial
+    names = objectives.names
+    acc = _accuracy_of(study, objectives)
     front = _front(study, constraints)
     if rule == "accuracy":
 
@@ -192,7 +180,7 @@ def select_trials(
     trial: int | None = None,
     pick: str | None = None,
     pareto: bool = False,
-    constraints: Constraints | None = None,
+    constraints: Budgets | None = None,
 ) -> list[FrozenTrial]:
     """The trials an export asks for: exactly one of ``trial``, ``pick`` or ``pareto``.
 
@@ -207,7 +195,7 @@ def select_trials(
         ExportError: none or several ways to choose, an unknown rule or trial number, or no
             front trial meeting the constraints.
     """
-    constraints = constraints or Constraints()
+    constraints = constraints or Budgets()
     chosen = [
         name
         for name, on in (("--trial", trial is not None), ("--pick", pick), ("--pareto", pareto))

@@ -1,19 +1,32 @@
-"""Layers: each knows its own shapes and nothing of configs, Optuna or the search."""
+"""Layers: each knows its own shapes and nothing of configs, Optuna or the search.
 
-from dimsearch.layers.attention import KV_REDUCTIONS, Attention
-from dimsearch.layers.block import Block
-from dimsearch.layers.pos_embed import POS_ENCODINGS, create_pos
-from dimsearch.layers.stem import STEMS, create_stem
-from dimsearch.layers.transition import TRANSITIONS, create_transition
+They import torch alone: `dimsearch export` copies the source of the ones an architecture
+uses into a standalone file, so these classes are what an exported model is made of.
+"""
+
+from dimsearch.layers.attention import Attention, EfficientAttention
+from dimsearch.layers.block import Block, DropPath, Mlp, drop_path_rates
+from dimsearch.layers.pos_embed import GroupLinearPos, LearnedPos, PixelAttentionPos
+from dimsearch.layers.stage import Stage
+from dimsearch.layers.stem import Conv3Stem, Conv7Stem, PatchStem
+from dimsearch.layers.transition import ConvEmbed, DWConvPool, PoolProject, Transition
 
 __all__ = [
-    "KV_REDUCTIONS",
-    "POS_ENCODINGS",
-    "STEMS",
-    "TRANSITIONS",
     "Attention",
     "Block",
-    "create_pos",
-    "create_stem",
-    "create_transition",
+    "Conv3Stem",
+    "Conv7Stem",
+    "ConvEmbed",
+    "DWConvPool",
+    "DropPath",
+    "EfficientAttention",
+    "GroupLinearPos",
+    "LearnedPos",
+    "Mlp",
+    "PatchStem",
+    "PixelAttentionPos",
+    "PoolProject",
+    "Stage",
+    "Transition",
+    "drop_path_rates",
 ]

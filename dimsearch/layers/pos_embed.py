@@ -1,29 +1,32 @@
-"""Positional encodings applied to a token grid (B, C, H, W). Table: `POS_ENCODINGS`.
+"""Positional encodings applied to a token grid (B, C, H, W).
 
-* ``le``: a learned map added to the grid (PiT); resized bicubically when the input
+* `LearnedPos`: a learned map added to the grid (PiT); resized bicubically when the input
   resolution differs from the one it was built for, so a model runs at any size.
-* ``gl``: group linear, ``x + dwconv3x3(x)`` (the official ResT code's GL).
-* ``pa``: pixel attention, ``x * sigmoid(dwconv3x3(x))`` (ResT).
-* ``none``: identity.
+* `GroupLinearPos`: ``x + dwconv3x3(x)`` (the official ResT code's GL).
+* `PixelAttentionPos`: ``x * sigmoid(dwconv3x3(x))`` (ResT's PA).
+
+No encoding at all is an ``nn.Identity``.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
 from torch import nn
 
-__all__ = ["POS_ENCODINGS", "GroupLinearPos", "LearnedPos", "PixelAttentionPos", "create_pos"]
+__all__ = ["GroupLinearPos", "LearnedPos", "PixelAttentionPos"]
 
 
 class LearnedPos(nn.Module):
-    """A learned (1, C, H, W) map added to the grid; trunc-normal(0.02) init as in PiT."""
+    """A learned (1, C, H, W) map added to the grid; trunc-normal(0.02) init as in PiT.
+
+    ``grid`` is the (H, W) the map is made for; other grid sizes get it resized bicubically.
+    """
 
     def __init__(self, dim: int, grid: tuple[int, int]) -> None:
         super().__init__()
         self.pos_embed = nn.Parameter(torch.zeros(1, dim, *grid))
-        trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pos = self.pos_embed
@@ -35,7 +38,7 @@ class LearnedPos(nn.Module):
 class GroupLinearPos(nn.Module):
     """ResT's GL: a depthwise 3x3 conv added back to its input."""
 
-    def __init__(self, dim: int, grid: tuple[int, int] | None = None) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
 
@@ -46,24 +49,9 @@ class GroupLinearPos(nn.Module):
 class PixelAttentionPos(nn.Module):
     """ResT's PA: each pixel gated by a sigmoid of a depthwise 3x3 conv of its neighbourhood."""
 
-    def __init__(self, dim: int, grid: tuple[int, int] | None = None) -> None:
+    def __init__(self, dim: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(self.conv(x))
-
-
-class _NoPos(nn.Identity):
-    def __init__(self, dim: int, grid: tuple[int, int] | None = None) -> None:
-        super().__init__()
-
-
-POS_ENCODINGS = {"le": LearnedPos, "gl": GroupLinearPos, "pa": PixelAttentionPos, "none": _NoPos}
-
-
-def create_pos(kind: str, dim: int, grid: tuple[int, int]) -> nn.Module:
-    """Build the positional encoding named ``kind`` for a ``dim``-channel grid."""
-    if kind not in POS_ENCODINGS:
-        raise KeyError(f"unknown positional encoding {kind!r}; choose from {sorted(POS_ENCODINGS)}")
-    return POS_ENCODINGS[kind](dim, grid)

@@ -1,11 +1,11 @@
-"""Stems: pixels to the first token grid (B, C, H, W). Table: `STEMS`."""
+"""Stems: pixels to the first token grid (B, C, H, W)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["STEMS", "Conv3Stem", "Conv7Stem", "PatchStem", "create_stem"]
+__all__ = ["Conv3Stem", "Conv7Stem", "PatchStem"]
 
 
 class PatchStem(nn.Module):
@@ -51,15 +51,3 @@ class Conv7Stem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.act(self.norm(self.conv(x))))
-
-
-STEMS = {"patch": PatchStem, "conv3": Conv3Stem, "conv7": Conv7Stem}
-
-
-def create_stem(kind: str, in_chans: int, dim: int, **patch: int) -> nn.Module:
-    """Build the stem named ``kind``; ``patch`` holds patch_size/stride/padding for ``patch``."""
-    if kind not in STEMS:
-        raise KeyError(f"unknown stem {kind!r}; choose from {sorted(STEMS)}")
-    if kind == "patch":
-        return PatchStem(in_chans, dim, **patch)
-    return STEMS[kind](in_chans, dim)

@@ -1,30 +1,31 @@
 """Downsampling between stages: grid (B, C_in, H, W) + class tokens -> the next stage's.
 
-Every kind uses kernel ``stride+1``, stride ``stride``, padding ``stride//2`` (PiT's and ResT's
-geometry, H -> ceil(H/2) for stride 2). Class tokens have no grid, so they are widened by a
-Linear, as in PiT. Table: `TRANSITIONS`.
+`DWConvPool` and `ConvEmbed` use kernel ``stride+1``, stride ``stride``, padding ``stride//2``
+(PiT's and ResT's geometry, H -> ceil(H/2) for stride 2); `PoolProject` takes its pooling
+module, built with the same geometry. Class tokens have no grid, so they are widened by a
+Linear, as in PiT.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import torch
 from torch import nn
 
-__all__ = ["TRANSITIONS", "ConvEmbed", "DWConvPool", "PoolProject", "create_transition"]
+__all__ = ["ConvEmbed", "DWConvPool", "PoolProject", "Transition"]
 
 
-class _Transition(nn.Module, ABC):
-    """Shared part: the class-token Linear (absent when the model has no class tokens)."""
+class Transition(nn.Module):
+    """What every transition shares: ``grid_op`` (set by each kind) downsamples the grid and
+    ``fc`` widens the class tokens (``token_fc=False`` leaves it out, for a model without
+    class tokens)."""
 
-    def __init__(self, dim_in: int, dim_out: int, num_tokens: int) -> None:
+    def __init__(self, dim_in: int, dim_out: int, token_fc: bool) -> None:
         super().__init__()
-        self.fc = nn.Linear(dim_in, dim_out) if num_tokens else None
+        self.fc = nn.Linear(dim_in, dim_out) if token_fc else None
 
-    @abstractmethod
     def grid_op(self, x: torch.Tensor) -> torch.Tensor:
         """Downsample the (B, C_in, H, W) grid to (B, C_out, H', W')."""
+        raise NotImplementedError
 
     def forward(
         self, x: torch.Tensor, cls: torch.Tensor | None
@@ -34,11 +35,11 @@ class _Transition(nn.Module, ABC):
         return self.grid_op(x), cls
 
 
-class DWConvPool(_Transition):
+class DWConvPool(Transition):
     """PiT's pooling: depthwise conv with channel multiplier ``dim_out / dim_in``."""
 
-    def __init__(self, dim_in: int, dim_out: int, stride: int, num_tokens: int) -> None:
-        super().__init__(dim_in, dim_out, num_tokens)
+    def __init__(self, dim_in: int, dim_out: int, stride: int, token_fc: bool = True) -> None:
+        super().__init__(dim_in, dim_out, token_fc)
         self.conv = nn.Conv2d(
             dim_in, dim_out, stride + 1, stride=stride, padding=stride // 2, groups=dim_in
         )
@@ -47,52 +48,26 @@ class DWConvPool(_Transition):
         return self.conv(x)
 
 
-class PoolProject(_Transition):
-    """Parameter-free pooling (``avg`` or ``max``) then a 1x1 conv to the new width."""
+class PoolProject(Transition):
+    """Parameter-free pooling (the ``pool`` module: average or max) then a 1x1 conv to the
+    new width."""
 
-    def __init__(
-        self, dim_in: int, dim_out: int, stride: int, num_tokens: int, mode: str = "avg"
-    ) -> None:
-        super().__init__(dim_in, dim_out, num_tokens)
-        k, p = stride + 1, stride // 2
-        self.pool = (
-            nn.AvgPool2d(k, stride, p, count_include_pad=False)
-            if mode == "avg"
-            else nn.MaxPool2d(k, stride, p)
-        )
+    def __init__(self, dim_in: int, dim_out: int, pool: nn.Module, token_fc: bool = True) -> None:
+        super().__init__(dim_in, dim_out, token_fc)
+        self.pool = pool
         self.proj = nn.Conv2d(dim_in, dim_out, 1)
 
     def grid_op(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.pool(x))
 
 
-class ConvEmbed(_Transition):
+class ConvEmbed(Transition):
     """ResT's patch embedding: dense conv then BatchNorm."""
 
-    def __init__(self, dim_in: int, dim_out: int, stride: int, num_tokens: int) -> None:
-        super().__init__(dim_in, dim_out, num_tokens)
+    def __init__(self, dim_in: int, dim_out: int, stride: int, token_fc: bool = True) -> None:
+        super().__init__(dim_in, dim_out, token_fc)
         self.conv = nn.Conv2d(dim_in, dim_out, stride + 1, stride=stride, padding=stride // 2)
         self.norm = nn.BatchNorm2d(dim_out)
 
     def grid_op(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
-
-
-def _avg(dim_in: int, dim_out: int, stride: int, num_tokens: int) -> PoolProject:
-    return PoolProject(dim_in, dim_out, stride, num_tokens, mode="avg")
-
-
-def _max(dim_in: int, dim_out: int, stride: int, num_tokens: int) -> PoolProject:
-    return PoolProject(dim_in, dim_out, stride, num_tokens, mode="max")
-
-
-TRANSITIONS = {"dwconv": DWConvPool, "avg": _avg, "max": _max, "conv": ConvEmbed}
-
-
-def create_transition(
-    kind: str, dim_in: int, dim_out: int, stride: int, num_tokens: int
-) -> nn.Module:
-    """Build the transition named ``kind``."""
-    if kind not in TRANSITIONS:
-        raise KeyError(f"unknown transition {kind!r}; choose from {sorted(TRANSITIONS)}")
-    return TRANSITIONS[kind](dim_in, dim_out, stride, num_tokens)

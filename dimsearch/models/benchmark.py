@@ -14,7 +14,6 @@ tens of percent, and only an interval says whether a median below 1.0 means "slo
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,38 +21,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dimsearch.errors import ArchError
+from dimsearch.stats import median_interval
 
 if TYPE_CHECKING:
     from dimsearch.cost import LatencyResult
 
-__all__ = ["GeneratorBench", "bench_generator", "median_interval"]
+__all__ = ["GeneratorBench", "bench_generator"]
 
 # untimed passes of each model before the first round
 _WARMUP = 5
-
-
-def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Confidence interval for the median of ``values``, from order statistics alone.
-
-    The number of values below the true median is Binomial(n, 1/2) whatever the distribution,
-    so the k-th smallest and k-th largest values bracket it with probability
-    1 - 2 P(Binomial(n, 1/2) < k); k is the largest that keeps this at least ``confidence``.
-    With too few values for that (n < 6 at 95%) the interval is the whole range.
-
-    Returns:
-        (low, high, coverage): the interval and its exact coverage probability.
-    """
-    if not values:
-        raise ValueError("median_interval needs at least one value")
-    ordered, n = sorted(values), len(values)
-
-    def coverage(k: int) -> float:
-        return 1 - 2 * sum(math.comb(n, j) for j in range(k)) / 2**n
-
-    k = 1
-    while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= confidence:
-        k += 1
-    return ordered[k - 1], ordered[n - k], coverage(k)
 
 
 @dataclass
@@ -84,7 +60,7 @@ class GeneratorBench:
 
     @property
     def interval(self) -> tuple[float, float, float]:
-        """95% confidence interval of `ratio` (see `median_interval`): (low, high, coverage)."""
+        """95% confidence interval of `ratio` (see `dimsearch.stats.median_interval`): (low, high, coverage)."""
         return median_interval(self.ratios)
 
     @property

@@ -13,18 +13,21 @@ dashboard column, so it has to stay stable across releases.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dimsearch._rules import Rule, Where, as_number, check_keys
 from dimsearch._values import is_int, is_number
 from dimsearch.config import HEAD_POOLS, KV_REDUCTIONS, POS_ENCODINGS, STEMS, TRANSITIONS
-from dimsearch.errors import SpaceError
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = ["PARAMS", "POS_PLACEMENTS", "REQUIRED", "Param", "Spec", "Where", "parse_decl"]
+
+# `Where` lives in `dimsearch._rules` (every config names its errors with it); it is
+# re-exported here, where the space code has always found it.
 
 # Where a positional encoding goes: once on the stem's grid (stage 1 only, PiT) or on the
 # input grid of every stage (ResT).
@@ -39,57 +42,15 @@ class _Required:
 REQUIRED: Any = _Required()  # a vocabulary default meaning "the space must declare this key"
 
 
-# -- locations in the file -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Where:
-    """A key path inside one space file, so every error can say exactly where it is.
-
-    ``Where("spaces/pit.yaml") / "arch" / "depth" / "low"`` reads ``arch.depth.low``; an int
-    index reads ``arch.depth[2]``.
-    """
-
-    file: str
-    path: str = ""
-
-    def __truediv__(self, key: str | int) -> Where:
-        if isinstance(key, int):
-            return Where(self.file, f"{self.path}[{key}]")
-        return Where(self.file, f"{self.path}.{key}" if self.path else key)
-
-    def error(self, message: str) -> SpaceError:
-        """A `SpaceError` reading ``"<file>: <key path> <message>"``."""
-        if not self.path:
-            return SpaceError(f"{self.file}: {message}")
-        return SpaceError(f"{self.file}: {self.path} {message}")
-
-
-# -- value rules -----------------------------------------------------------------------------------
-
-
-def as_number(value: Any) -> Any:
-    """``"1e-6"`` -> ``1e-6``: PyYAML reads exponents without a dot as strings (YAML 1.1).
-
-    Anything that is not a numeric string comes back unchanged, for the rule to reject.
-    """
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 @dataclass(frozen=True)
 class Param:
     """One ``arch:`` key of the vocabulary.
 
     Attributes:
         key: the YAML key (and, for a global key, the Optuna parameter name).
-        kind: ``int``, ``float``, ``bool`` or ``choice`` (a name from a `dimsearch.config`
-            table, e.g. ``TRANSITIONS``).
-        test, expected: the rule a value must pass, and how an error message states it.
+        rule: what one value accepts (`dimsearch._rules.Rule`): an ``int``, a ``number``
+            (the key samples floats), a ``bool`` or a ``choice`` from a `dimsearch.config`
+            table (e.g. ``TRANSITIONS``).
         doc: what it controls, for the docs table.
         default: the constant used when a space omits the key, or `REQUIRED`.
         first_stage: 0 for a global key; 1 or 2 for a per-stage key that exists from that stage
@@ -98,13 +59,21 @@ class Param:
     """
 
     key: str
-    kind: str
-    test: Callable[[Any], bool]
-    expected: str
+    rule: Rule
     doc: str
     default: Any = REQUIRED
     first_stage: int = 0
     when: str = "always"
+
+    @property
+    def kind(self) -> str:
+        """``int``, ``float``, ``bool`` or ``choice``: what the key's declarations hold."""
+        return "float" if self.rule.kind == "number" else self.rule.kind
+
+    @property
+    def expected(self) -> str:
+        """The rule of one value in words, for error messages."""
+        return self.rule.expected
 
     @property
     def per_stage(self) -> bool:
@@ -115,63 +84,53 @@ class Param:
         return f"s{stage}.{self.key}" if self.per_stage else self.key
 
     def check(self, value: Any, where: Where) -> Any:
-        """The value, converted where YAML needs it (numeric strings for floats), or an error."""
-        if self.kind == "float":
-            value = as_number(value)
-        if not self.test(value):
-            raise where.error(f"must be {self.expected}, got {value!r}")
-        return value
+        """The value, converted as a file needs (`Rule.parse`: float keys hold floats), or an
+        error stating the rule."""
+        return self.rule.parse(value, where)
 
 
-def _int(minimum: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: is_int(v) and v >= minimum), f"an integer >= {minimum}"
+def _int(minimum: int) -> Rule:
+    return Rule("int", low=minimum)
 
 
-def _number(test: Callable[[float], bool], expected: str) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: is_number(v) and test(v)), expected
+def _choice(names: tuple[str, ...]) -> Rule:
+    return Rule("choice", choices=names)
 
 
-def _choice(names: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: isinstance(v, str) and v in names), f"one of {list(names)}"
-
-
-_BOOL = (lambda v: isinstance(v, bool)), "true or false"
+_BOOL = Rule("bool")
+_POSITIVE = Rule("number", low=0, low_open=True)
 _STAGE = "stage i exists"
 
 # The vocabulary, in the order `SearchSpace.sample` suggests (per-stage keys stage by stage).
 # Defaults are those of `ArchConfig`'s parts, so an omitted key means what the config means.
 _PARAM_LIST = (
-    Param("stages", "int", *_int(1), doc="number of stages"),
+    Param("stages", _int(1), doc="number of stages"),
     Param(
         "stem",
-        "choice",
-        *_choice(STEMS),
+        _choice(STEMS),
         doc="pixels-to-tokens step",
         default="patch",
     ),
     Param(
         "patch_size",
-        "int",
-        *_int(2),
+        _int(2),
         default=16,
         when="stem == patch",
         doc="patch stem kernel; stride = patch_size // 2 (PiT's overlap), padding 0",
     ),
-    Param("heads", "int", *_int(1), doc="attention heads of stage 1"),
-    Param("head_dim", "int", *_int(1), doc="width per head, the same in every stage"),
+    Param("heads", _int(1), doc="attention heads of stage 1"),
+    Param("head_dim", _int(1), doc="width per head, the same in every stage"),
     Param(
         "head_mult",
-        "int",
-        *_int(1),
+        _int(1),
         first_stage=2,
         when=_STAGE,
         doc="heads_i = heads_(i-1) * s{i}.head_mult",
     ),
-    Param("depth", "int", *_int(1), first_stage=1, when=_STAGE, doc="blocks in stage i"),
+    Param("depth", _int(1), first_stage=1, when=_STAGE, doc="blocks in stage i"),
     Param(
         "sr",
-        "int",
-        *_int(1),
+        _int(1),
         default=1,
         first_stage=1,
         when=_STAGE,
@@ -179,8 +138,7 @@ _PARAM_LIST = (
     ),
     Param(
         "mlp_ratio",
-        "float",
-        *_number(lambda v: v > 0, "a number > 0"),
+        _POSITIVE,
         default=4.0,
         first_stage=1,
         when=_STAGE,
@@ -188,70 +146,61 @@ _PARAM_LIST = (
     ),
     Param(
         "sr_kind",
-        "choice",
-        *_choice(KV_REDUCTIONS),
+        _choice(KV_REDUCTIONS),
         default="dwconv",
         when="some stage has sr > 1",
         doc="key/value reduction op of the stages with sr > 1",
     ),
     Param(
         "head_mix",
-        "bool",
-        *_BOOL,
+        _BOOL,
         default=False,
         when="some stage has heads > 1",
         doc="ResT's head interaction, on every stage with more than one head",
     ),
-    Param("qkv_bias", "bool", *_BOOL, default=True, doc="bias on the q/k/v projections"),
+    Param("qkv_bias", _BOOL, default=True, doc="bias on the q/k/v projections"),
     Param(
         "pool",
-        "choice",
-        *_choice(TRANSITIONS),
+        _choice(TRANSITIONS),
         default="dwconv",
         when="stages > 1",
         doc="transition between stages (stride 2)",
     ),
     Param(
         "pos",
-        "choice",
-        *_choice(POS_ENCODINGS),
+        _choice(POS_ENCODINGS),
         default="none",
         doc="positional encoding",
     ),
     Param(
         "pos_at",
-        "choice",
-        *_choice(POS_PLACEMENTS),
+        _choice(POS_PLACEMENTS),
         default="stem",
         when="pos != none and stages > 1",
         doc="`stem`: stage 1's input only; `stages`: every stage's input",
     ),
     Param(
         "head",
-        "choice",
-        *_choice(HEAD_POOLS),
+        _choice(HEAD_POOLS),
         default="token",
         doc="class token or global average pooling",
     ),
     Param(
         "distilled",
-        "bool",
-        *_BOOL,
+        _BOOL,
         default=False,
         when="head == token",
         doc="a DeiT distillation token",
     ),
     Param(
         "norm_eps",
-        "float",
-        *_number(lambda v: v > 0, "a number > 0"),
+        _POSITIVE,
         default=1e-6,
         doc="LayerNorm epsilon (PiT 1e-6, ResT 1e-5)",
     ),
     Param(
         "drop_path",
-        "float",
-        *_number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        Rule("number", low=0, high=1, high_open=True),
         default=0.0,
         doc="stochastic depth rate (train.drop_path overrides it)",
     ),
@@ -375,23 +324,19 @@ def parse_decl(param: Param, raw: Any, where: Where) -> Spec:
             f"must be a constant, {{choices: [...]}} or {{low: .., high: ..}}; {hint}; "
             f"for a categorical write {{choices: {raw}}}"
         )
-    return Spec("const", value=_typed(param, param.check(raw, where)))
-
-
-def _typed(param: Param, value: Any) -> Any:
-    """Float keys hold floats (``mlp_ratio: 4`` -> 4.0), as the config and its JSON do."""
-    return float(value) if param.kind == "float" else value
+    return Spec("const", value=param.check(raw, where))
 
 
 def _parse_mapping(param: Param, raw: Mapping[str, Any], where: Where) -> Spec:
     keys = set(raw)
     known = ("choices", *_RANGE_KEYS)
-    for key in raw:
-        if key not in known:
-            raise (where / str(key)).error(
-                f"is not a declaration key; a declaration is {{choices: [...]}} or "
-                f"{{low, high, step, log}} (known keys: {list(known)})"
-            )
+    check_keys(
+        raw,
+        where,
+        known,
+        "is not a declaration key; a declaration is {{choices: [...]}} or "
+        "{{low, high, step, log}} (known keys: {known})",
+    )
     if "choices" in keys:
         if keys != {"choices"}:
             raise where.error(
@@ -419,7 +364,7 @@ def _parse_choices(param: Param, raw: Any, where: Where) -> Spec:
         raise where.error(f"must not be empty: give at least one option ({param.expected})")
     out: list[Any] = []
     for i, value in enumerate(raw):
-        value = _typed(param, param.check(value, where / i))
+        value = param.check(value, where / i)
         if any(_same(value, c) for c in out):
             raise (where / i).error(f"repeats the option {value!r}")
         out.append(value)

@@ -47,6 +47,7 @@ class OpenTrial:
     seed: str | None
     gflops: float
     params: int
+    repeat: bool = False  # a re-training of a finished trial with another training seed
     results: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
@@ -57,7 +58,7 @@ class OptunaSearcher(Searcher):
     Args:
         study: the study (already holding the enqueued seeds).
         space: the `SearchSpace` (sampling, budgets, cost resolution).
-        payload: builds the trial's Ray config from an `ArchConfig` dict.
+        payload: builds the trial's Ray config from an `ArchConfig` dict and a training seed.
         open_trials: shared with the recorder: Ray trial id -> `OpenTrial`.
         on_event: called with (kind, message) for the live view.
     """
@@ -66,7 +67,7 @@ class OptunaSearcher(Searcher):
         self,
         study: optuna.Study,
         space: Any,
-        payload: Callable[[dict[str, Any]], dict[str, Any]],
+        payload: Callable[[dict[str, Any], int], dict[str, Any]],
         open_trials: dict[str, OpenTrial],
         on_event: Callable[[str, str], None],
     ) -> None:
@@ -84,6 +85,8 @@ class OptunaSearcher(Searcher):
         for _ in range(MAX_REJECTED_IN_A_ROW):
             trial = self.study.ask()
             seed = trial.user_attrs.get(Attr.SEED)
+            repeat_of = trial.user_attrs.get(Attr.REPEAT_OF)
+            train_seed = trial.user_attrs.get(Attr.TRAIN_SEED, self.space.train.seed)
             try:
                 cfg = self.space.sample(trial)
                 est = cost.estimate(cfg, self.space.target_img_size, self.space.num_classes)
@@ -94,7 +97,7 @@ class OptunaSearcher(Searcher):
             gflops = est.flops / 1e9
             set_trial_attrs(
                 self.study,
-                trial._trial_id,
+                trial,
                 {
                     Attr.ARCH: cfg.to_dict(),
                     Attr.PARAMS: est.params,
@@ -102,6 +105,7 @@ class OptunaSearcher(Searcher):
                     Attr.TARGET_IMG: self.space.target_img_size,
                     Attr.PROXY_IMG: self.space.data.img_size,
                     Attr.EPOCHS_BUDGET: self.space.train.epochs,
+                    Attr.TRAIN_SEED: train_seed,
                     Attr.RAY_TRIAL: trial_id,
                 },
             )
@@ -110,10 +114,13 @@ class OptunaSearcher(Searcher):
                 self._prune(trial, f"over budget before training: {reason}")
                 continue
             self.rejected = 0
-            self.open_trials[trial_id] = OpenTrial(trial, seed, gflops, est.params)
+            repeat = repeat_of is not None
+            self.open_trials[trial_id] = OpenTrial(trial, seed, gflops, est.params, repeat)
             label = f"seed {seed}" if seed else "sampled"
+            if repeat:
+                label = f"repeat of trial {repeat_of}, training seed {train_seed}"
             self.on_event("start", f"trial {trial.number} ({label}): {gflops:.3f} GFLOPs")
-            return self.payload(cfg.to_dict())
+            return self.payload(cfg.to_dict(), train_seed)
         self.on_event(
             "warn",
             f"{MAX_REJECTED_IN_A_ROW} samples in a row were invalid or over budget; "
@@ -122,7 +129,7 @@ class OptunaSearcher(Searcher):
         return Searcher.FINISHED
 
     def _prune(self, trial: optuna.Trial, reason: str) -> None:
-        set_trial_attrs(self.study, trial._trial_id, {Attr.REASON: reason})
+        set_trial_attrs(self.study, trial, {Attr.REASON: reason})
         self.study.tell(trial, state=TrialState.PRUNED)
         self.rejected += 1
         self.on_event("pruned", f"trial {trial.number} pruned: {reason}")
@@ -175,7 +182,7 @@ class StudyRecorder(Callback):
         if entry is None:
             return
         entry.results.append(_clean(result))
-        set_trial_attrs(self.study, entry.trial._trial_id, self._progress_attrs(entry))
+        set_trial_attrs(self.study, entry.trial, self._progress_attrs(entry))
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
@@ -188,7 +195,7 @@ class StudyRecorder(Callback):
         last = entry.results[-1] if entry.results else {}
         set_trial_attrs(
             self.study,
-            entry.trial._trial_id,
+            entry.trial,
             {
                 Attr.WEIGHTS: os.path.join(path, "model.pt"),
                 Attr.PROXY_CLASSES: last.get("proxy_num_classes"),
@@ -294,13 +301,11 @@ class StudyRecorder(Callback):
         values: list[float] | None = None,
     ) -> None:
         try:
-            set_trial_attrs(self.study, entry.trial._trial_id, attrs)
+            set_trial_attrs(self.study, entry.trial, attrs)
             self.study.tell(entry.trial, values=values, state=state)
         except (ValueError, RuntimeError, DimsearchError) as err:
             # e.g. a NaN latency in values: never leave the trial RUNNING because of it
-            set_trial_attrs(
-                self.study, entry.trial._trial_id, {Attr.REASON: f"could not record: {err}"}
-            )
+            set_trial_attrs(self.study, entry.trial, {Attr.REASON: f"could not record: {err}"})
             self.study.tell(entry.trial, state=TrialState.FAIL)
             state = TrialState.FAIL
         key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from dimsearch.search.study import pareto_front
+from dimsearch.search.study import front_trials
 
 __all__ = ["LiveView"]
 
@@ -60,7 +60,7 @@ class LiveView:
         line = f"[{style}]{time.strftime('%H:%M:%S')} {escape(message)}[/]"
         self.events.append(line)
         if kind == "complete":
-            self._front = len(pareto_front(self.study.get_trials(deepcopy=False), self._dirs()))
+            self._front = len(front_trials(self.study))
         if self._live is None:
             self.console.print(line)
         else:
@@ -72,9 +72,6 @@ class LiveView:
         if self._live is not None and (force or now - self._last > 0.5):
             self._last = now
             self._live.update(self._render(), refresh=True)
-
-    def _dirs(self) -> list[str]:
-        return [d.name.lower() for d in self.study.directions]
 
     def _render(self) -> Panel:
         counts = self.recorder.counts if self.recorder else {}

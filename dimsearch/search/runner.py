@@ -8,6 +8,7 @@ replay its random start-up samples) and adds ``search.trials`` new sampled trial
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dimsearch.search.live import LiveView
 from dimsearch.search.study import (
     Attr,
     StudyError,
+    missing_repeats,
     open_study,
     recover_orphans,
     resolve_storage,
@@ -30,7 +32,7 @@ from dimsearch.search.study import (
     storage_url,
 )
 
-__all__ = ["RunSummary", "run"]
+__all__ = ["SAMPLE_TAG", "RunSummary", "run", "run_sample", "sample_settings"]
 
 
 class _Interrupt:
@@ -110,6 +112,32 @@ def _enqueue_seeds(study: optuna.Study, space: Any) -> list[str]:
     return added
 
 
+def session_plan(space: Any, trials: int | None = None) -> dict[str, Any]:
+    """What one session runs, from the ``search:`` section (and ``--trials``): sampled trials,
+    parallel trials, the wall-clock budget in seconds and the runs each front member gets."""
+    s = space.search
+    return {
+        "sampled": s.trials if trials is None else trials,
+        "max_concurrent": s.max_concurrent,
+        "time_budget_s": s.timeout_min * 60 if s.timeout_min else None,
+        "repeats": s.repeats,
+    }
+
+
+def _enqueue_repeats(study: optuna.Study, space: Any) -> list[tuple[int, int]]:
+    """Enqueue the re-trainings `missing_repeats` asks for (same params, another training
+    seed); a rerun enqueues only those not yet done, and retries failed ones."""
+    pending = missing_repeats(study, space.search.repeats, space.train.seed)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for number, train_seed in pending:
+        original = by_number[number]
+        attrs = {Attr.REPEAT_OF: number, Attr.TRAIN_SEED: train_seed}
+        if original.user_attrs.get(Attr.SEED) is not None:
+            attrs[Attr.SEED] = original.user_attrs[Attr.SEED]
+        study.enqueue_trial(original.params, user_attrs=attrs, skip_if_exists=False)
+    return pending
+
+
 def _init_ray(address: str | None, space: Any) -> None:
     import ray
 
@@ -149,7 +177,6 @@ def run(
         shutdown_ray: stop the local Ray at the end (tests keep one Ray for several runs).
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.stopper import Stopper
 
     from dimsearch.search.bridge import OptunaSearcher, StudyRecorder
@@ -168,8 +195,8 @@ def run(
     recovered = recover_orphans(study)
     seeds = _enqueue_seeds(study, space)
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    n_sampled = space.search.trials if trials is None else trials
-    total = waiting + n_sampled
+    plan = session_plan(space, trials)
+    total = waiting + plan["sampled"]
     study.sampler = space.make_sampler(seed_offset=len(study.trials))
 
     live = LiveView(console, study, total=total, timeout_min=space.search.timeout_min)
@@ -178,8 +205,8 @@ def run(
     if seeds:
         live.event("start", f"enqueued seeds: {', '.join(seeds)}")
 
-    if total == 0:
-        live.event("warn", "nothing to run: no seeds pending and --trials 0")
+    if total == 0 and not missing_repeats(study, plan["repeats"], space.train.seed):
+        live.event("warn", "nothing to run: no seeds or repeats pending and --trials 0")
         return RunSummary(
             space.name,
             storage_url(storage, space.name),
@@ -197,17 +224,7 @@ def run(
     searcher = OptunaSearcher(study, space, payload, open_trials, live.event)
     recorder = StudyRecorder(study, space, open_trials, live.event, on_step=live.refresh)
     live.recorder = recorder
-    if space.early_stopping.kind == "asha" and space.train.epochs > 1:
-        scheduler = ASHAScheduler(
-            time_attr="epoch",
-            metric="accuracy",
-            mode="max",
-            max_t=space.train.epochs,
-            grace_period=min(space.early_stopping.grace_period, space.train.epochs),
-            reduction_factor=space.early_stopping.reduction_factor,
-        )
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = _scheduler(space, open_trials, live.event)
     interrupt = _Interrupt()
 
     class _StopOnInterrupt(Stopper):
@@ -218,29 +235,46 @@ def run(
             return interrupt.set
 
     ray_dir = Path(os.environ.get("DIMSEARCH_RAY_DIR", "studies/.ray")).resolve()
-    tuner = tune.Tuner(
-        tune.with_resources(trainable or run_trial, {"cpu": res.cpus, "gpu": res.gpus}),
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=total,
-            max_concurrent_trials=space.search.max_concurrent,
-            time_budget_s=space.search.timeout_min * 60 if space.search.timeout_min else None,
-            trial_dirname_creator=lambda trial: trial.trial_id,
-        ),
-        run_config=tune.RunConfig(
-            name=f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(ray_dir),
-            callbacks=[recorder],
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
-            stop=_StopOnInterrupt(),
-        ),
-    )
+
+    def fit(num_samples: int, time_budget_s: float | None) -> None:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable or run_trial, {"cpu": res.cpus, "gpu": res.gpus}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=num_samples,
+                max_concurrent_trials=plan["max_concurrent"],
+                time_budget_s=time_budget_s,
+                trial_dirname_creator=lambda trial: trial.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(ray_dir),
+                callbacks=[recorder],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0),
+                stop=_StopOnInterrupt(),
+            ),
+        )
+        tuner.fit()
+
+    budget_s = plan["time_budget_s"]
     interrupted = False
     with live, interrupt, _quiet_ray_tune():
         try:
-            tuner.fit()
+            if total:
+                fit(total, budget_s)
+            # the trial budget is spent: the front and the seeds again, with other seeds
+            pending = [] if interrupt.set else _enqueue_repeats(study, space)
+            if pending:
+                live.total += len(pending)
+                live.event(
+                    "start",
+                    f"repeats: {len(pending)} re-trainings of the front and the seeds "
+                    f"with {space.search.repeats - 1} further training seed(s)",
+                )
+                left = None if budget_s is None else max(1.0, budget_s - (time.time() - start))
+                fit(len(pending), left)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -268,6 +302,27 @@ def run(
     )
 
 
+def _scheduler(space: Any, open_trials: dict, on_event: Callable[[str, str], None]) -> Any:
+    """The space's rung rule behind Ray's scheduler interface (FIFO when it stops nothing)."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    from dimsearch.search.scheduler import RungScheduler, make_rule
+
+    rule = make_rule(space)
+    if rule is None:
+        return FIFOScheduler()
+    protect_seeds = space.early_stopping.protect_seeds
+
+    def costs_of(ray_trial_id: str) -> tuple[dict[str, float], bool] | None:
+        entry = open_trials.get(ray_trial_id)
+        if entry is None:
+            return None
+        protected = entry.repeat or (protect_seeds and entry.seed is not None)
+        return {"gflops": entry.gflops, "params_m": entry.params / 1e6}, protected
+
+    return RungScheduler(rule, costs_of, on_event)
+
+
 class _quiet_ray_tune:
     """Ray Tune logs trial errors and "Trials did not complete" itself; the live view and the
     study already say all of it, with reasons, so its loggers are turned down meanwhile."""
@@ -288,7 +343,7 @@ class _quiet_ray_tune:
             logging.getLogger(name).setLevel(level)
 
 
-def _payload_builder(space: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def _payload_builder(space: Any) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     from dimsearch.search.trainable import trial_payload
 
     latency = {
@@ -298,11 +353,11 @@ def _payload_builder(space: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         "repeats": space.latency.repeats,
     }
 
-    def build(arch: dict[str, Any]) -> dict[str, Any]:
+    def build(arch: dict[str, Any], train_seed: int) -> dict[str, Any]:
         return trial_payload(
             arch,
             data=space.data.to_dict(),
-            train=space.train.to_dict(),
+            train={**space.train.to_dict(), "seed": train_seed},
             latency=latency,
             target_img_size=space.target_img_size,
             num_classes=space.num_classes,
@@ -312,3 +367,65 @@ def _payload_builder(space: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         )
 
     return build
+
+
+SAMPLE_TAG = "sample"  # study user attr of a design-space sample: {"n": N}
+
+
+def sample_settings(space: Any) -> Any:
+    """``space`` as a design-space sample trains it: a uniform (random) sampler with the
+    space's sampler seed, no early stopping and no repeats of a front; everything else (the
+    space, budgets, seeds, data, training, resources) as the file says."""
+    return dataclasses.replace(
+        space,
+        sampler=dataclasses.replace(space.sampler, kind="random"),
+        early_stopping=dataclasses.replace(space.early_stopping, kind="none"),
+        search=dataclasses.replace(space.search, repeats=1),
+    )
+
+
+def run_sample(
+    space: Any,
+    n: int,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    console: Console | None = None,
+    **run_options: Any,
+) -> RunSummary:
+    """Record (or resume) a uniform sample of ``n`` architectures of ``space``, each trained
+    the full proxy budget (`sample_settings`), seeds included on top.
+
+    ``n`` is the size of the sample, not of this session: a rerun trains only what is missing
+    (architectures that FAILed, e.g. killed with the session, are replaced by new draws), so
+    a long recording survives any number of stops. The study is tagged ``sample``.
+    ``run_options`` go to `run` (``trainable``, ``shutdown_ray``).
+    """
+    spc = sample_settings(space)
+    store = resolve_storage(storage, spc.name)
+    study = open_study(spc.name, store, directions=list(spc.directions))
+    tag = study.user_attrs.get(SAMPLE_TAG)
+    stopped = [  # trained, then stopped early: a search's trial (budget rejections aside)
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+        if (t.user_attrs.get(Attr.EPOCHS) or 0) >= 1
+    ]
+    if tag is None and stopped:
+        raise StudyError(
+            f"study {spc.name!r} holds a search with early stopping, not a sample: record the "
+            "sample under another name or --storage"
+        )
+    study.set_user_attr(SAMPLE_TAG, {"n": n})
+    done = sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get(Attr.SEED) is None and Attr.REPEAT_OF not in t.user_attrs
+    )
+    return run(
+        spc,
+        storage=storage,
+        address=address,
+        trials=max(0, n - done),
+        console=console,
+        **run_options,
+    )

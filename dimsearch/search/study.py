@@ -1,46 +1,96 @@
-"""The Optuna study of a space: where it lives, what each trial records, how a rerun resumes.
+"""The Optuna study of a space: its schema, where it lives, and how it is read and written.
 
-A study is an ordinary Optuna study (optuna's CLI and optuna-dashboard read it). dimsearch
-keeps its own facts in user attributes under the names in `Attr`, so `show`, `export`,
-`report` and `dashboard` read the study and nothing else.
+A study is an ordinary Optuna study (optuna's CLI and optuna-dashboard read it). This module is
+the one place that knows what dimsearch keeps in it; `run` writes it and `show`, `export`,
+`report` and `dashboard` read it through this module and nothing else.
 
-Trial states follow one rule: COMPLETE means the architecture ran the full proxy budget and
-its values are trustworthy; PRUNED means it was cut short (over budget, or stopped early by the
-scheduler) and carries its reason and curve; FAIL means it broke, and carries the reason.
+The contract:
+
+* **Objectives.** `OBJECTIVES` maps every objective a space may name to its Optuna direction,
+  fixed by name (a space cannot ask to maximise FLOPs). A study records the names it uses, in
+  order, as the study attr `Attr.OBJECTIVES`; `objectives_of` reads them back with the
+  directions, and `Objectives.accuracy` says which one is the proxy accuracy.
+* **User attributes.** dimsearch's facts about a trial (architecture, costs, curve, reason)
+  and about the study (space, objectives) live in user attrs under the names in `Attr`; those
+  names are the schema and stay stable. `number_attr` and `curve_attr` read figures back and
+  treat a value of the wrong type as missing, because a study is a shared file.
+* **Trial states.** COMPLETE means the architecture ran the full proxy budget and its values
+  are trustworthy; PRUNED means it was cut short (over budget, or stopped early by the
+  scheduler) and carries its reason and curve; FAIL means it broke, and carries the reason.
+  No trial stays RUNNING once its driver is gone (`recover_orphans`).
+* **The front.** `front_trials` is the study's Pareto front: the non-dominated COMPLETE trials
+  (Optuna's `Study.best_trials`); `nondominated` applies the same rule to bare points (a 2-D
+  plane of the front, the slices of a hypervolume). Ties are kept in both.
+* **Reading.** `study_rows` and `trial_row` give flat, JSON-ready records (what `show` prints
+  and `report` tabulates); `state_counts` counts trials by state.
+* **Optuna's private parts.** Ids and the storage object that Optuna keeps private
+  (``Study._storage``, ``Study._study_id``, ``Trial._trial_id``) are reached here and nowhere
+  else (`trial_id`, `study_id`, `trial_handle`, `study_system_attrs`,
+  `set_study_system_attr`), so an Optuna release that renames them breaks one module, and
+  tests/test_study.py says so.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from dimsearch import zoo
 from dimsearch._values import is_number
 from dimsearch.errors import DimsearchError
+from dimsearch.search.settings import OBJECTIVES
 
 __all__ = [
+    "ACCURACY",
+    "OBJECTIVES",
+    "STUDIES_DIR",
     "Attr",
+    "Objectives",
+    "RepeatStats",
     "StudyError",
     "curve_attr",
+    "directions_of",
+    "front_trials",
+    "missing_repeats",
+    "nondominated",
     "number_attr",
+    "objectives_of",
     "open_study",
-    "pareto_front",
     "recover_orphans",
+    "repeat_stats",
     "resolve_storage",
+    "seeds_present",
+    "set_study_system_attr",
+    "set_trial_attrs",
+    "state_counts",
+    "storage_url",
+    "study_file",
+    "study_id",
     "study_name_of",
+    "study_rows",
+    "study_system_attrs",
+    "trial_accuracy",
+    "trial_handle",
+    "trial_id",
+    "trial_row",
 ]
 
 STUDIES_DIR = Path("studies")
-OBJECTIVE_DIRECTIONS = {
-    "accuracy": "maximize",
-    "gflops": "minimize",
-    "params_m": "minimize",
-    "latency_ms": "minimize",
-}
+
+# Objective name -> Optuna direction. Fixed by name, so a space cannot ask to maximise FLOPs.
+# Accuracy is the only objective maximised, which `Objectives.accuracy` relies on.
+# The objective table is the space format's vocabulary (search/settings.py, torch- and
+# Optuna-free); the study re-exports it as part of its schema.
+ACCURACY = "accuracy"
 
 
 class StudyError(DimsearchError):
@@ -66,6 +116,8 @@ class Attr:
     ERROR = "error"  # traceback tail of a FAIL
     NODE = "node"  # where it ran: hostname / ip / pid
     SECONDS = "seconds"  # wall time of the proxy training
+    TRAIN_SEED = "train_seed"  # the proxy training's seed (repeats differ only in it)
+    REPEAT_OF = "repeat_of"  # number of the trial this one re-trains with another seed
     EPOCH_SECONDS = "epoch_seconds"  # wall time of each epoch (train + eval): replays need it
     EPOCH_CPU_SECONDS = "epoch_cpu_seconds"  # CPU time of each epoch: steady on a busy machine
     RAY_TRIAL = "ray_trial_id"
@@ -76,6 +128,48 @@ class Attr:
     SPACE = "space"
     LATENCY_KIND = "latency_device_kind"
     OBJECTIVES = "objectives"
+
+
+# -- objectives ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """A study's objectives, in study order.
+
+    Attributes:
+        names: as recorded in `Attr.OBJECTIVES`; ``objective0``, ``objective1``, ... for a
+            study that did not record them (or recorded the wrong number of them).
+        directions: ``maximize`` / ``minimize`` per objective.
+    """
+
+    names: list[str]
+    directions: list[str]
+
+    @property
+    def accuracy(self) -> int | None:
+        """Where accuracy sits: by name, else the first maximised objective (accuracy is the
+        only one `OBJECTIVES` maximises); ``None`` when there is neither."""
+        if ACCURACY in self.names:
+            return self.names.index(ACCURACY)
+        return next((i for i, d in enumerate(self.directions) if d == "maximize"), None)
+
+
+def directions_of(study: optuna.Study) -> list[str]:
+    """The study's directions as ``maximize`` / ``minimize``."""
+    return [d.name.lower() for d in study.directions]
+
+
+def objectives_of(study: optuna.Study) -> Objectives:
+    """The study's objectives (one read of its user attrs)."""
+    directions = directions_of(study)
+    names = study.user_attrs.get(Attr.OBJECTIVES)
+    if not names or len(names) != len(directions):
+        names = [f"objective{i}" for i in range(len(directions))]
+    return Objectives(list(names), directions)
+
+
+# -- figures -------------------------------------------------------------------------------------
 
 
 def number_attr(user_attrs: dict[str, Any], key: str) -> float | None:
@@ -95,6 +189,205 @@ def curve_attr(user_attrs: dict[str, Any]) -> list[float]:
     if isinstance(curve, list) and all(is_number(v) for v in curve):
         return curve
     return []
+
+
+def trial_accuracy(trial: FrozenTrial, accuracy: int | None) -> float | None:
+    """The trial's accuracy: its objective value at index ``accuracy`` (`Objectives.accuracy`)
+    when it has values, else the last epoch of its curve (PRUNED and FAIL trials keep one)."""
+    if trial.values is not None and accuracy is not None:
+        return trial.values[accuracy]
+    curve = curve_attr(trial.user_attrs)
+    return curve[-1] if curve else None
+
+
+# -- the front -----------------------------------------------------------------------------------
+
+
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Non-dominated COMPLETE trials (ties kept), sorted by the first objective, best first.
+
+    Without repeats this is Optuna's `Study.best_trials`, which counts COMPLETE trials only
+    (PRUNED and FAIL trials never reach the front, whatever values they carry). With repeats
+    (``search.repeats``), an architecture is one point: its trial, at the mean of its runs'
+    values (`repeat_stats`); the repeat trials themselves are never front members.
+    """
+    sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not any(Attr.REPEAT_OF in t.user_attrs for t in complete):
+        return sorted(study.best_trials, key=lambda t: sign * t.values[0])
+    stats = repeat_stats(study)
+    base = [t for t in complete if t.number in stats]
+    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
+    points = [[sg * v for sg, v in zip(signs, stats[t.number].means, strict=True)] for t in base]
+    mask = nondominated(points)
+    front = [t for t, keep in zip(base, mask, strict=True) if keep]
+    return sorted(front, key=lambda t: sign * stats[t.number].means[0])
+
+
+@dataclass(frozen=True)
+class RepeatStats:
+    """One architecture's COMPLETE runs: its trial and the repeats that re-trained it.
+
+    Attributes:
+        number: the trial that first trained the architecture.
+        runs: the runs' trial numbers, that trial first.
+        train_seeds: the training seed of each run (None where not recorded).
+        values: each run's objective values, in run order.
+        means: the mean of each objective over the runs.
+        stds: the sample standard deviation of each objective (0 with one run).
+    """
+
+    number: int
+    runs: tuple[int, ...]
+    train_seeds: tuple[int | None, ...]
+    values: tuple[tuple[float, ...], ...]
+    means: tuple[float, ...]
+    stds: tuple[float, ...]
+
+
+def repeat_stats(study: optuna.Study) -> dict[int, RepeatStats]:
+    """Every COMPLETE, non-repeat trial's runs (itself plus its COMPLETE repeats) and their
+    mean and spread per objective. A repeat whose original did not complete counts nowhere."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    groups: dict[int, list[FrozenTrial]] = {
+        t.number: [t] for t in complete if Attr.REPEAT_OF not in t.user_attrs
+    }
+    for t in complete:
+        of = t.user_attrs.get(Attr.REPEAT_OF)
+        if of in groups:
+            groups[of].append(t)
+    out = {}
+    for number, runs in groups.items():
+        values = np.array([r.values for r in runs], dtype=float)
+        stds = values.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros(values.shape[1])
+        out[number] = RepeatStats(
+            number=number,
+            runs=tuple(r.number for r in runs),
+            train_seeds=tuple(r.user_attrs.get(Attr.TRAIN_SEED) for r in runs),
+            values=tuple(tuple(float(v) for v in r.values) for r in runs),
+            means=tuple(float(v) for v in values.mean(axis=0)),
+            stds=tuple(float(v) for v in stds),
+        )
+    return out
+
+
+def missing_repeats(study: optuna.Study, repeats: int, base_seed: int) -> list[tuple[int, int]]:
+    """(trial number, training seed) pairs still to train so that the front and the seeds
+    have ``repeats`` runs each: seeds ``base_seed + 1 .. base_seed + repeats - 1``. Repeats
+    already COMPLETE, RUNNING or WAITING are not asked for again; failed ones are."""
+    if repeats <= 1:
+        return []
+    targets = {t.number for t in front_trials(study)}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get(Attr.SEED) is not None and Attr.REPEAT_OF not in t.user_attrs:
+            targets.add(t.number)
+    have = set()
+    live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    for t in study.get_trials(deepcopy=False, states=live):
+        of = t.user_attrs.get(Attr.REPEAT_OF)
+        if of is not None:
+            have.add((of, t.user_attrs.get(Attr.TRAIN_SEED)))
+    return [
+        (n, base_seed + k)
+        for n in sorted(targets)
+        for k in range(1, repeats)
+        if (n, base_seed + k) not in have
+    ]
+
+
+def nondominated(points: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """Mask of the rows no other row dominates, in minimisation form (negate what is
+    maximised); equal rows are all kept."""
+    p = np.asarray(points, dtype=float)
+    if p.size == 0:
+        return np.zeros(len(p), dtype=bool)
+    le = np.all(p[:, None, :] <= p[None, :, :], axis=2)  # le[j, i]: j is <= i everywhere
+    lt = np.any(p[:, None, :] < p[None, :, :], axis=2)
+    dominated = np.any(le & lt, axis=0)
+    return ~dominated
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+def trial_row(
+    t: FrozenTrial,
+    objectives: Objectives,
+    on_front: bool,
+    repeats: RepeatStats | None = None,
+) -> dict[str, Any]:
+    """One trial as a flat, JSON-ready record; a stored figure that is not a number reads
+    as ``None`` (see `number_attr`). With ``repeats`` (more than one run), the accuracy is the
+    runs' mean and the record carries ``accuracy_std``, ``accuracy_runs`` and ``runs``."""
+    ua = t.user_attrs
+    node = ua.get(Attr.NODE)
+    seed = ua.get(Attr.SEED)
+    reason = ua.get(Attr.REASON)
+    row: dict[str, Any] = {
+        "number": t.number,
+        "state": t.state.name,
+        "seed": seed,
+        "label": zoo.label(seed),
+        "pareto": on_front,
+        "params": number_attr(ua, Attr.PARAMS),
+        "gflops": number_attr(ua, Attr.GFLOPS),
+        "latency_ms": number_attr(ua, Attr.LATENCY_MS),
+        "epochs": number_attr(ua, Attr.EPOCHS),
+        "curve": curve_attr(ua),
+        "reason": None if reason is None else str(reason),
+        "node": node.get("hostname") if isinstance(node, dict) else None,
+        "params_sampled": t.params,
+    }
+    if t.values is not None:
+        row["values"] = dict(zip(objectives.names, t.values, strict=True))
+    row["accuracy"] = trial_accuracy(t, objectives.accuracy)
+    row["repeat_of"] = ua.get(Attr.REPEAT_OF)
+    row["train_seed"] = ua.get(Attr.TRAIN_SEED)
+    if repeats is not None and len(repeats.runs) > 1:
+        row["values"] = dict(zip(objectives.names, repeats.means, strict=True))
+        row["runs"] = list(repeats.runs)
+        i = objectives.accuracy
+        if i is not None:
+            row["accuracy"] = repeats.means[i]
+            row["accuracy_std"] = repeats.stds[i]
+            row["accuracy_runs"] = [v[i] for v in repeats.values]
+    return row
+
+
+def study_rows(study: optuna.Study, *, all_trials: bool = False) -> list[dict[str, Any]]:
+    """The front (default) or every trial, seeds labelled, front first by accuracy."""
+    objectives = objectives_of(study)
+    front = front_trials(study)
+    on_front = {t.number for t in front}
+    stats = repeat_stats(study)
+    trials = study.get_trials(deepcopy=False) if all_trials else front
+    rows = [trial_row(t, objectives, t.number in on_front, stats.get(t.number)) for t in trials]
+    if not all_trials:
+        rows.sort(key=lambda r: -(r["accuracy"] or 0.0))
+        _mark_overlaps(rows)
+    return rows
+
+
+def _mark_overlaps(rows: list[dict[str, Any]]) -> None:
+    """Front rows sorted by accuracy: ``within_noise`` is True where a row's mean +- std
+    interval overlaps its more accurate neighbour's (their order is not established)."""
+    for above, row in itertools.pairwise(rows):
+        a, b = above.get("accuracy_std"), row.get("accuracy_std")
+        if a is None or b is None or above["accuracy"] is None or row["accuracy"] is None:
+            continue
+        if above["accuracy"] - a <= row["accuracy"] + b:
+            row["within_noise"] = above["within_noise"] = True
+
+
+def state_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state (``complete``, ``pruned``, ...), states with none left out."""
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    return {k: v for k, v in counts.items() if v}
+
+
+# -- where it lives ------------------------------------------------------------------------------
 
 
 def storage_url(storage: str | None, name: str) -> str:
@@ -163,7 +456,7 @@ def open_study(
     study = optuna.create_study(
         study_name=name, storage=st, directions=directions, sampler=sampler, load_if_exists=True
     )
-    have = [d.name.lower() for d in study.directions]
+    have = directions_of(study)
     if have != list(directions):
         raise StudyError(
             f"study {name!r} exists with directions {have}, but the space asks {directions}; "
@@ -172,12 +465,17 @@ def open_study(
     return study
 
 
-def set_trial_attrs(study: optuna.Study, trial_id: int, attrs: dict[str, Any]) -> None:
+# -- writing -------------------------------------------------------------------------------------
+
+
+def set_trial_attrs(
+    study: optuna.Study, trial: optuna.Trial | FrozenTrial, attrs: dict[str, Any]
+) -> None:
     """Write user attrs to a RUNNING trial, including one this process did not start
     (storage rejects updates to finished trials, so call this before ``study.tell``)."""
-    trial = optuna.trial.Trial(study, trial_id)
+    handle = trial_handle(study, trial)
     for key, value in attrs.items():
-        trial.set_user_attr(key, _jsonable(value))
+        handle.set_user_attr(key, _jsonable(value))
 
 
 def _jsonable(value: Any) -> Any:
@@ -200,7 +498,7 @@ def recover_orphans(study: optuna.Study) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         set_trial_attrs(
             study,
-            t._trial_id,
+            t,
             {
                 Attr.REASON: "left RUNNING by a driver that stopped (killed or crashed); "
                 "marked failed when the study was resumed"
@@ -220,18 +518,31 @@ def seeds_present(study: optuna.Study) -> set[str]:
     }
 
 
-def pareto_front(trials: Iterable[FrozenTrial], directions: list[str]) -> list[FrozenTrial]:
-    """Non-dominated COMPLETE trials (ties kept), sorted by the first objective, best first."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
-    sign = [1.0 if d == "minimize" else -1.0 for d in directions]
+# -- Optuna's private parts (reached here only) --------------------------------------------------
 
-    def key(t: FrozenTrial) -> list[float]:
-        return [s * v for s, v in zip(sign, t.values, strict=True)]
 
-    keyed = [(t, key(t)) for t in done]
-    front = [
-        t
-        for t, k in keyed
-        if not any(all(a <= b for a, b in zip(o, k, strict=True)) and o != k for _, o in keyed)
-    ]
-    return sorted(front, key=lambda t: key(t)[0])
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of ``trial`` (unlike its number, unique across the studies of a
+    storage): what a write to it, or optuna-dashboard's artifact keys, need."""
+    return trial._trial_id
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of ``study``: optuna-dashboard's study pages are ``/studies/<id>``."""
+    return study._study_id
+
+
+def trial_handle(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> optuna.Trial:
+    """A live `optuna.Trial` on ``trial`` of ``study``, which can set user attrs while it is
+    RUNNING (even if another process started it) and carries optuna-dashboard notes."""
+    return optuna.trial.Trial(study, trial_id(trial))
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's system attrs (where optuna-dashboard keeps notes and trial artifacts)."""
+    return study._storage.get_study_system_attrs(study_id(study))
+
+
+def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Set one study system attr (`optuna.Study` has no public setter for them)."""
+    study._storage.set_study_system_attr(study_id(study), key, value)

@@ -74,6 +74,7 @@ def run_trial(config: dict[str, Any]) -> None:
     from dimsearch.cost import measure_latency
     from dimsearch.data import DataConfig, load_data
     from dimsearch.models import build_model
+    from dimsearch.search.budgets import Budgets
     from dimsearch.train import TrainConfig, train_proxy
 
     torch.set_num_threads(max(1, int(config["cpus"])))
@@ -103,9 +104,10 @@ def run_trial(config: dict[str, Any]) -> None:
     del model
     base = {"latency_ms": lat.median_ms, "latency": lat.to_dict(), "node": _where()}
 
-    limit = config.get("max_latency_ms")
-    if limit is not None and lat.median_ms > limit:
-        reason = f"latency {lat.median_ms:.2f} ms > max_latency_ms {limit} ({lat.device_name})"
+    budgets = Budgets(max_latency_ms=config.get("max_latency_ms"))
+    over = budgets.violations({"latency_ms": lat.median_ms})
+    if over:
+        reason = f"latency {over[0]} ({lat.device_name})"
         tune.report({"epoch": 0, "accuracy": 0.0, "over_budget": reason, **base})
         return
 

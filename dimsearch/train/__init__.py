@@ -9,13 +9,21 @@ Public API::
 
 `prepare` and `Trainer` (one optimisation step) are exported for code that needs the step
 without the epoch loop, as the benchmark does.
+
+Only the torch-free config and `proxy_check` are imported with the package; everything else (torch, timm) on
+first use, so validating a space file does not load them.
 """
 
 from __future__ import annotations
 
-from dimsearch.train.bench import TrainBench, bench_train
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dimsearch.train.config import AMP_MODES, AUGMENTS, TrainConfig
-from dimsearch.train.loop import EpochResult, TrainResult, evaluate, train_proxy
+
+# Torch-free, and imported here rather than on first use because the function `proxy_check`
+# shares its name with its module: a lazy name would be shadowed by the module as soon as
+# anything imported `dimsearch.train.proxy_check`.
 from dimsearch.train.proxy_check import (
     DEFAULT_IMG_SIZE,
     DEFAULT_MODELS,
@@ -25,7 +33,11 @@ from dimsearch.train.proxy_check import (
     default_data,
     proxy_check,
 )
-from dimsearch.train.step import Trainer, prepare, resolve_device
+
+if TYPE_CHECKING:
+    from dimsearch.train.bench import TrainBench, bench_train
+    from dimsearch.train.loop import EpochResult, TrainResult, evaluate, train_proxy
+    from dimsearch.train.step import Trainer, prepare, resolve_device
 
 __all__ = [
     "AMP_MODES",
@@ -48,3 +60,26 @@ __all__ = [
     "resolve_device",
     "train_proxy",
 ]
+
+# public name -> module, imported on first use
+_HOMES = {
+    "EpochResult": "loop",
+    "TrainBench": "bench",
+    "TrainResult": "loop",
+    "Trainer": "step",
+    "bench_train": "bench",
+    "evaluate": "loop",
+    "prepare": "step",
+    "resolve_device": "step",
+    "train_proxy": "loop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

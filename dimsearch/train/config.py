@@ -9,14 +9,14 @@ high learning rates make early spikes likely; a clipped step keeps the trial ali
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dimsearch._values import is_int, is_number
+from dimsearch._rules import Rule, Where, check_fields, check_section
 from dimsearch.errors import TrainingError
 
-__all__ = ["AMP_MODES", "AUGMENTS", "TrainConfig"]
+__all__ = ["AMP_MODES", "AUGMENTS", "FIELD_RULES", "TrainConfig"]
 
 AUGMENTS = ("crop_flip", "rrc_flip", "none")
 AMP_MODES = ("auto", "bf16", "fp32")
@@ -74,7 +74,9 @@ class TrainConfig:
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
-        _validate(dataclasses.asdict(self), "train")
+        where = Where(path="train", raises=TrainingError)
+        check_fields(self, FIELD_RULES, where)
+        _check_between(dataclasses.asdict(self), where)
 
     @property
     def mixes(self) -> bool:
@@ -92,19 +94,11 @@ class TrainConfig:
             TrainingError: naming ``f"{where}.{key}"`` and what was expected, for an unknown
                 key or a value of the wrong type or range.
         """
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise TrainingError(f"{where} must be a mapping, got {type(data).__name__}")
-        known = {f.name: f.default for f in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise TrainingError(
-                    f"{where}.{key} is not a training setting; known settings are {sorted(known)}"
-                )
-        kwargs = {key: _coerce(key, value) for key, value in data.items()}
-        _validate({**known, **kwargs}, where)
-        return cls(**kwargs)
+        at = Where(path=where, raises=TrainingError)
+        unknown = "is not a training setting; known settings are {sorted}"
+        given = check_section(data, at, FIELD_RULES, unknown)
+        _check_between({**dataclasses.asdict(cls()), **given}, at)
+        return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict that :meth:`from_dict` turns back into this config."""
@@ -117,59 +111,45 @@ class TrainConfig:
 
 # -- field rules ---------------------------------------------------------------------------------
 
+_POSITIVE_INT = Rule("int", low=1, text="a positive integer")
+_NON_NEGATIVE = Rule("number", low=0)
+_OFF_OR_ALPHA = Rule("number", low=0, text="a number >= 0 (0 = off)")
 
-# (test, what was expected) per setting; the message reads "train.<key> must be <expected>"
-_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: is_int(v) and v >= 1, "a positive integer"),
-    "batch_size": (lambda v: is_int(v) and v >= 1, "a positive integer"),
-    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
-    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
-    "warmup_epochs": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
-    "min_lr": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
-    "label_smoothing": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "mixup": (lambda v: is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
-    "cutmix": (lambda v: is_number(v) and v >= 0, "a number >= 0 (0 = off)"),
-    "drop_path": (lambda v: v is None or (is_number(v) and 0 <= v < 1), "null or in [0, 1)"),
-    "clip_grad": (lambda v: v is None or (is_number(v) and v > 0), "null or a number > 0"),
-    "augment": (lambda v: v in AUGMENTS, f"one of {list(AUGMENTS)}"),
-    "amp": (lambda v: v in AMP_MODES, f"one of {list(AMP_MODES)}"),
-    "compile": (lambda v: isinstance(v, bool), "true or false"),
-    "channels_last": (lambda v: isinstance(v, bool), "true or false"),
-    "seed": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
-    "num_threads": (lambda v: v is None or (is_int(v) and v >= 1), "null or a positive integer"),
+# The rule of every setting, in field order; messages read "train.<key> must be <expected>".
+FIELD_RULES = {
+    "epochs": _POSITIVE_INT,
+    "batch_size": _POSITIVE_INT,
+    "lr": Rule("number", low=0, low_open=True),
+    "weight_decay": _NON_NEGATIVE,
+    "warmup_epochs": _NON_NEGATIVE,
+    "min_lr": _NON_NEGATIVE,
+    "label_smoothing": Rule("number", low=0, high=1, high_open=True),
+    "mixup": _OFF_OR_ALPHA,
+    "cutmix": _OFF_OR_ALPHA,
+    "drop_path": Rule(
+        "number", low=0, high=1, high_open=True, optional=True, text="null or in [0, 1)"
+    ),
+    "clip_grad": Rule("number", low=0, low_open=True, optional=True),
+    "augment": Rule("choice", choices=AUGMENTS),
+    "amp": Rule("choice", choices=AMP_MODES),
+    "compile": Rule("bool"),
+    "channels_last": Rule("bool"),
+    "seed": Rule("int", low=0, text="a non-negative integer"),
+    "num_threads": Rule("int", low=1, optional=True, text="null or a positive integer"),
 }
 
-_FLOATS = {"lr", "weight_decay", "warmup_epochs", "min_lr", "label_smoothing", "mixup", "cutmix"}
-_FLOATS_OR_NONE = {"drop_path", "clip_grad"}
 
-
-def _validate(values: Mapping[str, Any], where: str) -> None:
-    """Check every setting, then the rules that tie two settings together."""
-    for key, (test, expected) in _RULES.items():
-        if not test(values[key]):
-            raise TrainingError(f"{where}.{key} must be {expected}, got {values[key]!r}")
+def _check_between(values: Mapping[str, Any], where: Where) -> None:
+    """The rules that tie two settings together (each setting is checked on its own first)."""
+    prefix = where.path
     if values["min_lr"] > values["lr"]:
-        raise TrainingError(
-            f"`{where}.min_lr <= {where}.lr` must hold, got min_lr={values['min_lr']}, "
+        raise Where(where.file, raises=where.raises).error(
+            f"`{prefix}.min_lr <= {prefix}.lr` must hold, got min_lr={values['min_lr']}, "
             f"lr={values['lr']}"
         )
     mixes = values["mixup"] > 0 or values["cutmix"] > 0
     if mixes and values["batch_size"] % 2:
-        raise TrainingError(
-            f"{where}.batch_size must be even when mixup or cutmix is on (timm mixes a batch "
+        raise (where / "batch_size").error(
+            f"must be even when mixup or cutmix is on (timm mixes a batch "
             f"with its mirror image), got {values['batch_size']}"
         )
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """YAML-friendly conversions: ``"1e-3"`` and ``1`` become floats for float settings."""
-    if key not in _FLOATS and not (key in _FLOATS_OR_NONE and value is not None):
-        return value
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value  # left for the rule to reject with the expected type
-    if is_int(value):
-        return float(value)
-    return value
