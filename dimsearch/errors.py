@@ -12,6 +12,7 @@ __all__ = [
     "ConversionError",
     "DataError",
     "DimsearchError",
+    "LatencyError",
     "SpaceError",
     "TrainingError",
 ]
@@ -34,6 +35,10 @@ class ConversionError(DimsearchError, KeyError):
 
 class DataError(DimsearchError):
     """A dataset is missing, empty or unreadable."""
+
+
+class LatencyError(DimsearchError, ValueError):
+    """Latency settings break a rule, or a prediction lacks the measurements it needs."""
 
 
 class SpaceError(DimsearchError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 
 import pytest
 import torch
@@ -19,6 +21,11 @@ from dimsearch.config import (
     StemConfig,
     TransitionConfig,
 )
+
+# The latency measurement lock is per node: tests get their own lock files, so a test that
+# measures never waits for the epochs of a real search running on the same machine, and the
+# search never pauses for the tests. Set before anything locks; subprocesses inherit it.
+os.environ.setdefault("DIMSEARCH_LOCK_DIR", tempfile.mkdtemp(prefix="dimsearch-test-locks-"))
 
 
 def random_arch(rng: random.Random, max_stages: int = 4) -> ArchConfig:

@@ -13,6 +13,7 @@ from dimsearch.cli import (  # noqa: F401  (each registers its commands on the a
     data_cmds,
     export_cmds,
     inspect_cmds,
+    latency_cmds,
     sample_cmds,
     search_cmds,
     train_cmds,

@@ -1,31 +1,144 @@
 """Inference latency of a built model, with everything needed to know how it was taken.
 
 A latency figure means nothing without its device, batch, threads, precision and software, so
-`LatencyResult` carries them all and serialises with them.
+`LatencyResult` carries them all and serialises with them. Every timed pass runs under
+`measuring`: the node's measurement lock (`dimsearch.cost._lock`), the settings' threads,
+inference mode and the precision's autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import platform
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dimsearch._values import is_int
 from dimsearch.cost._inputs import image_size
 from dimsearch.cost._inputs import in_chans as _model_in_chans
+from dimsearch.errors import LatencyError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["LatencyResult", "measure_latency"]
+__all__ = [
+    "CLOCKS",
+    "MODES",
+    "PRECISIONS",
+    "LatencyResult",
+    "LatencySettings",
+    "measure_latency",
+    "software_versions",
+    "time_interleaved",
+]
 
 # Defaults per device type: CPU latency is a batch-1 question (a single image on a laptop or
 # server); on a GPU a batch of 128 is the throughput regime the papers report.
 _DEFAULT_BATCH = {"cpu": 1, "cuda": 128}
+# Throughput is quoted at batch 128 whatever the device (the PiT paper's images/s).
+_THROUGHPUT_BATCH = 128
+
+# Precision name -> torch dtype name of the autocast (None: the parameters' own, float32).
+PRECISIONS = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+_PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+# What the headline figure is: ms per batch, or images per second.
+MODES = ("latency", "throughput")
+# What a pass is timed with: elapsed time, or the measuring thread's CPU time. On a shared
+# machine a pass of 50 ms is time-sliced with the other runnable processes and a pass of
+# 0.5 ms mostly is not, so elapsed time inflates long passes by the load; CPU time does not.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How a latency figure is taken; torch-free, validated when made.
+
+    Attributes:
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: images per pass; None = 128 for ``throughput``, else 1 on CPU and 128 on
+            CUDA.
+        precision: ``fp32`` (the parameters' own), ``bf16`` or ``fp16`` (autocast).
+        mode: ``latency`` (ms per batch) or ``throughput`` (images/s): which figure leads.
+        threads: torch intra-op threads for the measurement (restored after); None leaves
+            the process's setting (a trial runs with one thread per CPU it was given).
+        warmup: untimed passes first.
+        repeats: timed passes.
+        clock: ``wall`` (elapsed time: what a user waits) or ``cpu`` (the measuring
+            thread's CPU time: what the model costs when the cores are shared with other
+            processes). ``cpu`` needs device ``cpu`` and ``threads: 1``, since the work of
+            other threads would be missed.
+    """
+
+    device: str = "cpu"
+    batch_size: int | None = None
+    precision: str = "fp32"
+    mode: str = "latency"
+    threads: int | None = None
+    warmup: int = 3
+    repeats: int = 10
+    clock: str = "wall"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, str) or not self.device:
+            raise LatencyError(
+                f"latency.device must be a torch device string such as 'cpu' or 'cuda:0', "
+                f"got {self.device!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise LatencyError(
+                f"latency.precision must be one of {list(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.mode not in MODES:
+            raise LatencyError(f"latency.mode must be one of {list(MODES)}, got {self.mode!r}")
+        if self.batch_size is not None:
+            _check_count("latency.batch_size", self.batch_size, minimum=1)
+        if self.threads is not None:
+            _check_count("latency.threads", self.threads, minimum=1)
+        _check_count("latency.warmup", self.warmup, minimum=0)
+        _check_count("latency.repeats", self.repeats, minimum=1)
+        if self.clock not in CLOCKS:
+            raise LatencyError(f"latency.clock must be one of {list(CLOCKS)}, got {self.clock!r}")
+        if self.clock == "cpu" and (device_type(self.device) != "cpu" or self.threads != 1):
+            raise LatencyError(
+                f"latency.clock 'cpu' times the measuring thread alone, so it needs device "
+                f"'cpu' and threads 1, got device={self.device!r}, threads={self.threads!r}"
+            )
+
+    @property
+    def batch(self) -> int:
+        """The batch size, defaults resolved."""
+        if self.batch_size is not None:
+            return self.batch_size
+        if self.mode == "throughput":
+            return _THROUGHPUT_BATCH
+        return _DEFAULT_BATCH.get(device_type(self.device), 1)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencySettings:
+        """From a mapping with some of the fields (a space's ``latency:`` section); unknown
+        keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise LatencyError(
+                f"latency has unknown keys {unknown}; known keys are {sorted(known)}"
+            )
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def device_type(device: Any) -> str:
+    """``cpu`` of ``"cpu"``, ``cuda`` of ``"cuda:1"`` or of a ``torch.device``."""
+    return str(getattr(device, "type", device)).split(":", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -45,6 +158,13 @@ class LatencyResult:
         num_threads: torch intra-op threads (matters on CPU).
         dtype: compute precision: the autocast dtype if any, else the parameters'.
         torch_version: the torch that ran it.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (the settings' name for ``dtype``).
+        mode: ``latency`` or ``throughput``: which figure leads (`figure`).
+        software: versions that ran it (``torch``, ``dimsearch``).
+        clock: ``wall`` (elapsed) or ``cpu`` (the measuring thread's CPU time).
+
+    Records stored before ``precision``, ``mode``, ``software`` and ``clock`` existed load through
+    `from_dict` with those derived from ``dtype`` or left at their defaults.
     """
 
     median_ms: float
@@ -62,12 +182,48 @@ class LatencyResult:
     num_threads: int
     dtype: str
     torch_version: str
+    precision: str = "fp32"
+    mode: str = "latency"
+    software: Mapping[str, str] = field(default_factory=dict, hash=False)
+    clock: str = "wall"
+
+    @property
+    def figure(self) -> float:
+        """The headline figure: median ms per batch, or images/s in ``throughput`` mode."""
+        return self.throughput if self.mode == "throughput" else self.median_ms
+
+    @property
+    def unit(self) -> str:
+        return "images/s" if self.mode == "throughput" else "ms"
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-ready dict (``img_size`` as a list)."""
         d = asdict(self)
         d["img_size"] = list(self.img_size)
+        d["software"] = dict(self.software)
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencyResult:
+        """Rebuild from `to_dict` output, old records (without precision, mode, software)
+        included; unknown keys are ignored, so a newer record loads in an older reader."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in data.items() if k in known}
+        d["img_size"] = tuple(d.get("img_size", (0, 0)))
+        if "precision" not in d:
+            d["precision"] = _PRECISION_OF_DTYPE.get(str(d.get("dtype")), str(d.get("dtype")))
+        if "software" not in d and "torch_version" in d:
+            d["software"] = {"torch": d["torch_version"]}
+        return cls(**d)
+
+
+def software_versions() -> dict[str, str]:
+    """The versions a figure depends on: torch (kernels) and dimsearch (the layers)."""
+    import torch
+
+    import dimsearch
+
+    return {"torch": torch.__version__, "dimsearch": dimsearch.__version__}
 
 
 def measure_latency(
@@ -79,6 +235,11 @@ def measure_latency(
     warmup: int = 10,
     repeats: int = 50,
     amp_dtype: torch.dtype | None = None,
+    precision: str | None = None,
+    mode: str = "latency",
+    threads: int | None = None,
+    clock: str = "wall",
+    lock: bool = True,
 ) -> LatencyResult:
     """Time ``repeats`` inference passes of ``model`` on ``device`` after ``warmup`` passes.
 
@@ -93,72 +254,168 @@ def measure_latency(
     Args:
         model: any module taking one image batch.
         device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
-        batch_size: images per pass; by default 1 on CPU and 128 on CUDA.
+        batch_size: images per pass; by default 128 in ``throughput`` mode, else 1 on CPU and
+            128 on CUDA.
         img_size: input size, ``int`` for square or ``(H, W)``.
         warmup: untimed passes first (allocator, kernel selection, caches).
         repeats: timed passes.
         amp_dtype: run under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16``);
-            ``None`` runs in the parameters' precision.
+            ``None`` runs in the parameters' precision. Prefer ``precision``.
+        precision: ``fp32``, ``bf16`` or ``fp16``; the last two run under autocast.
+        mode: ``latency`` or ``throughput``: which figure the result leads with.
+        threads: torch intra-op threads while measuring (restored after); None leaves them.
+        clock: ``wall`` or ``cpu`` (`LatencySettings.clock`).
+        lock: hold the node's measurement lock for ``device`` (`measurement_lock`), so no
+            training on this node overlaps the timed passes.
 
     Returns:
         The timings and the conditions they were taken under.
+
+    Raises:
+        LatencyError: a setting breaks a rule, or the device cannot run ``precision``.
     """
     import torch
 
     dev = torch.device(device)
-    if batch_size is None:
-        batch_size = _DEFAULT_BATCH.get(dev.type, 1)
-    _check_count("batch_size", batch_size, minimum=1)
-    _check_count("repeats", repeats, minimum=1)
-    _check_count("warmup", warmup, minimum=0)
+    settings = LatencySettings(
+        device=str(dev),
+        batch_size=batch_size,
+        precision=_precision_name(precision, amp_dtype),
+        mode=mode,
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        clock=clock,
+    )
+    batch_size = settings.batch
     h, w = image_size(img_size)
     x = torch.randn(batch_size, _model_in_chans(model), h, w, device=dev)
     was_training = {m: m.training for m in model.modules()}
     model.to(dev).eval()
     try:
-        times = _time_passes(model, x, dev, warmup, repeats, amp_dtype)
+        with measuring(settings, lock=lock):
+            times = time_interleaved(
+                [lambda: model(x)], dev, warmup=warmup, rounds=repeats, clock=clock
+            )[0]
+            num_threads = torch.get_num_threads()
     finally:
-        for module, mode in was_training.items():
-            module.training = mode
-    return _result(times, model, dev, batch_size, (h, w), warmup, amp_dtype)
+        for module, was in was_training.items():
+            module.training = was
+    param = next(model.parameters(), None)
+    dtype = PRECISIONS[settings.precision] or (
+        str(param.dtype).removeprefix("torch.") if param is not None else "float32"
+    )
+    return _result(times, dev, settings, (h, w), num_threads, dtype)
+
+
+def _precision_name(precision: str | None, amp_dtype: torch.dtype | None) -> str:
+    if amp_dtype is None:
+        return "fp32" if precision is None else precision
+    name = _PRECISION_OF_DTYPE.get(str(amp_dtype).removeprefix("torch."))
+    if name is None:
+        raise LatencyError(
+            f"amp_dtype must be one of torch.bfloat16, torch.float16, torch.float32, "
+            f"got {amp_dtype}"
+        )
+    if precision is not None and precision != name:
+        raise LatencyError(
+            f"precision={precision!r} and amp_dtype={amp_dtype} disagree; give one of them"
+        )
+    return name
+
+
+@contextmanager
+def measuring(settings: LatencySettings, *, lock: bool = True) -> Iterator[None]:
+    """The conditions every timed pass runs under: the node's measurement lock, the settings'
+    threads, ``inference_mode`` and the precision's autocast.
+
+    Raises:
+        LatencyError: the device type cannot autocast to the precision (checked by trying).
+    """
+    import torch
+
+    from dimsearch.cost._lock import measurement_lock
+
+    dev = torch.device(settings.device)
+    with ExitStack() as stack:
+        if lock:
+            stack.enter_context(measurement_lock(dev))
+        if settings.threads is not None:
+            before = torch.get_num_threads()
+            torch.set_num_threads(settings.threads)
+            stack.callback(torch.set_num_threads, before)
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(_autocast(dev, settings.precision))
+        yield
+
+
+def _autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision``, refusing one the device type does not support (torch
+    would only warn and run in float32, and the figure would be mislabelled)."""
+    import torch
+
+    dtype_name = PRECISIONS[precision]
+    if dtype_name is None:
+        return contextlib.nullcontext()
+    dtype = getattr(torch, dtype_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = torch.autocast(dev.type, dtype=dtype)
+        with probe:
+            supported = torch.is_autocast_enabled(dev.type)
+    if dev.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        supported = False
+    if not supported:
+        raise LatencyError(
+            f"precision {precision!r} is not supported on {dev.type} by torch "
+            f"{torch.__version__} (autocast to {dtype_name} is refused); use fp32"
+            + (" or bf16" if dev.type == "cpu" else "")
+        )
+    return torch.autocast(dev.type, dtype=dtype)
+
+
+def time_interleaved(
+    passes: Sequence[Callable[[], Any]],
+    device: torch.device,
+    *,
+    warmup: int,
+    rounds: int,
+    clock: str = "wall",
+) -> list[list[float]]:
+    """Milliseconds of ``rounds`` timed calls of each of ``passes``, taken round-robin.
+
+    Each pass is called ``warmup`` times untimed first. Then every round times each pass once,
+    in turn, so a burst of load from outside lands on every pass alike instead of on whichever
+    was being timed, and each pass starts with the caches its neighbours left, as a layer
+    does inside a model. Call it inside `measuring`.
+    """
+    import torch
+
+    timer = _cuda_timer(device) if device.type == "cuda" else _cpu_timer(CLOCKS[clock])
+    for step in passes:
+        for _ in range(warmup):
+            step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    times: list[list[float]] = [[] for _ in passes]
+    for _ in range(rounds):
+        for step, out in zip(passes, times, strict=True):
+            out.append(timer(step))
+    return times
 
 
 def _check_count(name: str, value: Any, *, minimum: int) -> None:
     if not is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise LatencyError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _time_passes(
-    model: nn.Module,
-    x: torch.Tensor,
-    dev: torch.device,
-    warmup: int,
-    repeats: int,
-    amp_dtype: torch.dtype | None,
-) -> list[float]:
-    """Milliseconds of each timed pass."""
-    import contextlib
+def _cpu_timer(now: Callable[[], float]) -> Callable[[Callable[[], Any]], float]:
+    def timer(step: Callable[[], Any]) -> float:
+        start = now()
+        step()
+        return (now() - start) * 1e3
 
-    import torch
-
-    autocast = (
-        torch.autocast(dev.type, dtype=amp_dtype)
-        if amp_dtype is not None
-        else contextlib.nullcontext()
-    )
-    timer = _cuda_timer(dev) if dev.type == "cuda" else _cpu_timer
-    with torch.inference_mode(), autocast:
-        for _ in range(warmup):
-            model(x)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        return [timer(lambda: model(x)) for _ in range(repeats)]
-
-
-def _cpu_timer(step: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    step()
-    return (time.perf_counter() - start) * 1e3
+    return timer
 
 
 def _cuda_timer(dev: torch.device) -> Callable[[Callable[[], Any]], float]:
@@ -186,19 +443,17 @@ def _percentile(sorted_ms: list[float], q: float) -> float:
 
 def _result(
     times: list[float],
-    model: nn.Module,
     dev: torch.device,
-    batch_size: int,
+    settings: LatencySettings,
     size: tuple[int, int],
-    warmup: int,
-    amp_dtype: torch.dtype | None,
+    num_threads: int,
+    dtype: str,
 ) -> LatencyResult:
     import torch
 
     ordered = sorted(times)
     median = statistics.median(ordered)
-    param = next(model.parameters(), None)
-    dtype = amp_dtype if amp_dtype is not None else (param.dtype if param is not None else None)
+    batch = settings.batch
     return LatencyResult(
         median_ms=median,
         p10_ms=_percentile(ordered, 0.1),
@@ -206,19 +461,24 @@ def _result(
         mean_ms=statistics.fmean(ordered),
         min_ms=ordered[0],
         repeats=len(times),
-        warmup=warmup,
-        batch_size=batch_size,
+        warmup=settings.warmup,
+        batch_size=batch,
         img_size=size,
-        throughput=batch_size / (median / 1e3) if median > 0 else float("inf"),
+        throughput=batch / (median / 1e3) if median > 0 else float("inf"),
         device=str(dev),
-        device_name=_device_name(dev),
-        num_threads=torch.get_num_threads(),
-        dtype=str(dtype).removeprefix("torch.") if dtype is not None else "float32",
+        device_name=device_name(dev),
+        num_threads=num_threads,
+        dtype=dtype,
         torch_version=torch.__version__,
+        precision=settings.precision,
+        mode=settings.mode,
+        software=software_versions(),
+        clock=settings.clock,
     )
 
 
-def _device_name(dev: torch.device) -> str:
+def device_name(dev: torch.device) -> str:
+    """The CPU model or GPU name of ``dev``."""
     import torch
 
     if dev.type == "cuda":

@@ -104,7 +104,7 @@ def bench_generator(
 
     from dimsearch import zoo
     from dimsearch.convert import convert_state_dict
-    from dimsearch.cost import measure_latency
+    from dimsearch.cost import measure_latency, measurement_lock
     from dimsearch.models import build_model
 
     if rounds < 1 or repeats < 1:
@@ -129,27 +129,30 @@ def bench_generator(
             net, device, batch_size, img_size, warmup=warmup, repeats=1, amp_dtype=amp
         )
 
-    # untimed warm-up (allocator, kernel choice, caches); the result names the device
-    lat = one_pass(ours, warmup=_WARMUP)
-    one_pass(reference, warmup=_WARMUP)
-    result = GeneratorBench(
-        model,
-        twin,
-        lat.device,
-        lat.device_name,
-        batch_size,
-        img_size,
-        "bf16" if bf16 else "fp32",
-        rounds,
-    )
-    for r in range(rounds):
-        ms: dict[str, list[float]] = {"ours": [], "timm": []}
-        for j in range(repeats):
-            pair = [("ours", ours), ("timm", reference)]
-            if (r * repeats + j) % 2:  # alternate who goes first, pass by pass
-                pair.reverse()
-            for label, net in pair:
-                ms[label].append(one_pass(net).median_ms)
-        for label, times in ms.items():
-            getattr(result, label).append(1000.0 * batch_size / statistics.median(times))
+    # One hold of the node's measurement lock for the whole benchmark: each pass would
+    # otherwise queue behind a training epoch on this node (nested holds are free).
+    with measurement_lock(device):
+        # untimed warm-up (allocator, kernel choice, caches); the result names the device
+        lat = one_pass(ours, warmup=_WARMUP)
+        one_pass(reference, warmup=_WARMUP)
+        result = GeneratorBench(
+            model,
+            twin,
+            lat.device,
+            lat.device_name,
+            batch_size,
+            img_size,
+            "bf16" if bf16 else "fp32",
+            rounds,
+        )
+        for r in range(rounds):
+            ms: dict[str, list[float]] = {"ours": [], "timm": []}
+            for j in range(repeats):
+                pair = [("ours", ours), ("timm", reference)]
+                if (r * repeats + j) % 2:  # alternate who goes first, pass by pass
+                    pair.reverse()
+                for label, net in pair:
+                    ms[label].append(one_pass(net).median_ms)
+            for label, times in ms.items():
+                getattr(result, label).append(1000.0 * batch_size / statistics.median(times))
     return result

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dimsearch.config import ArchConfig
+from dimsearch.cost import training_slot
 from dimsearch.errors import TrainingError
 from dimsearch.train.config import TrainConfig
 from dimsearch.train.step import Trainer, autocast, prepare, resolve_device
@@ -157,7 +158,10 @@ def train_proxy(
         )
         result = TrainResult(device=str(dev))
         for epoch in range(1, cfg.epochs + 1):
-            ep = _run_epoch(trainer, *loaders, epoch)
+            # Each epoch holds the device shared and lets a latency measurement on this node
+            # go first: the measurement waits at most one epoch and never overlaps training.
+            with training_slot(dev):
+                ep = _run_epoch(trainer, *loaders, epoch)
             result.curve.append(ep)
             if report is not None and report(ep):
                 result.stopped_early = epoch < cfg.epochs

@@ -1,0 +1,210 @@
+"""`dimsearch latency calibrate|check`: the per-device latency table and how good it is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from dimsearch.cli._common import app, console, user_errors
+
+latency_app = typer.Typer(
+    help="Latency prediction: time a space's building blocks once per device, then add up.",
+    no_args_is_help=True,
+)
+app.add_typer(latency_app, name="latency")
+
+_SPACE = typer.Argument(..., help="Search-space YAML, e.g. spaces/pit.yaml.")
+_DEVICE = typer.Option(None, help="cpu or cuda[:N] (default: the space's latency.device).")
+_BATCH = typer.Option(None, "--batch-size", min=1, help="Images per pass (default: the space's).")
+_PRECISION = typer.Option(None, help="fp32, bf16 or fp16 (default: the space's, else fp32).")
+_MODE = typer.Option(None, help="latency (ms) or throughput (images/s); default latency.")
+_THREADS = typer.Option(
+    None, min=1, help="torch threads (default: the space's resources.cpus, as a trial runs)."
+)
+_CLOCK = typer.Option(
+    None, help="wall (elapsed) or cpu (thread CPU time; 1 thread on cpu only). Default wall."
+)
+_REPEATS = typer.Option(None, min=1, help="Timed passes of each (default: the space's).")
+_WARMUP = typer.Option(None, min=0, help="Untimed passes first (default: the space's).")
+
+
+def _settings(spc: Any, **overrides: Any) -> Any:
+    """The space's ``latency:`` section with the command line's overrides on top."""
+    from dimsearch.cost import LatencySettings
+
+    lat = spc.latency
+    base = {
+        "device": getattr(lat, "device", "cpu"),
+        "batch_size": getattr(lat, "batch_size", None),
+        "precision": getattr(lat, "precision", "fp32"),
+        "mode": getattr(lat, "mode", "latency"),
+        "threads": getattr(lat, "threads", None) or max(1, int(spc.resources.cpus)),
+        "warmup": getattr(lat, "warmup", 3),
+        "repeats": getattr(lat, "repeats", 10),
+        "clock": getattr(lat, "clock", "wall"),
+    }
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return LatencySettings(**base)
+
+
+def _by_kind(parts: Any) -> str:
+    from dimsearch.cost._parts import count_by_kind
+
+    return ", ".join(f"{k} {n}" for k, n in count_by_kind(parts).items())
+
+
+@latency_app.command("calibrate")
+def calibrate_cmd(
+    space: Path = _SPACE,
+    samples: int = typer.Option(5000, min=1, help="Architectures drawn to collect part shapes."),
+    fit_models: int = typer.Option(
+        10, min=0, help="Whole models timed to fit the scale and overhead."
+    ),
+    seed: int = typer.Option(0, help="Sampler seed of the calibration draws."),
+    refresh: bool = typer.Option(
+        False, help="Time everything again, ignoring the cached table (e.g. on a now quiet box)."
+    ),
+    device: str = _DEVICE,
+    batch_size: int = _BATCH,
+    precision: str = _PRECISION,
+    mode: str = _MODE,
+    threads: int = _THREADS,
+    clock: str = _CLOCK,
+    repeats: int = _REPEATS,
+    warmup: int = _WARMUP,
+) -> None:
+    """Time every building block SPACE can produce on this device, once; cache the table.
+
+    A rerun (or another space on the same device and settings) times only what the cached
+    table lacks.
+    """
+    from dimsearch.cost import calibrate, distinct_parts, open_table
+    from dimsearch.cost._check import sample_archs
+    from dimsearch.search import load_space
+
+    with user_errors():
+        spc = load_space(space)
+        settings = _settings(
+            spc,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            mode=mode,
+            threads=threads,
+            clock=clock,
+            repeats=repeats,
+            warmup=warmup,
+        )
+        archs, draws = sample_archs(spc, samples, seed=seed)
+        img, classes = spc.target_img_size, spc.num_classes
+        parts = distinct_parts(archs, img, classes)
+        late = distinct_parts(archs[: int(len(archs) * 0.9)], img, classes)
+        console.print(
+            f"{spc.name}: {len(archs)} architectures within the budgets in {draws} draws use "
+            f"{len(parts)} distinct parts ({_by_kind(parts)}); the last 10% of them added "
+            f"{len(parts) - len(late)}"
+        )
+        table = open_table(settings)
+        if refresh:
+            table.parts.clear()
+            table.models.clear()
+        console.print(f"table: {table.describe()}")
+        report = calibrate(
+            table,
+            archs,
+            img_size=img,
+            num_classes=classes,
+            fit_models=archs[:fit_models],
+            space=spc.name,
+            progress=console.print,
+        )
+    c = table.correction
+    console.print(
+        f"measured {report.parts_measured} of {report.parts_needed} parts and "
+        f"{report.models_measured} of {report.models_needed} whole models in "
+        f"{report.seconds:.1f} s; the table holds {len(table.parts)} parts, {len(table.models)} "
+        f"models\ncorrection: predicted = {c.scale:.3f} x sum(parts) + {c.overhead_ms:.3f} ms "
+        f"(fitted on {c.models} models)\ncached in {table.path}"
+    )
+
+
+@latency_app.command("check")
+def check_cmd(
+    space: Path = _SPACE,
+    n: int = typer.Option(50, "--n", min=2, help="Held-out architectures to time."),
+    seed: int = typer.Option(1, help="Sampler seed of the held-out draws (not calibration's)."),
+    out: Path = typer.Option(None, help="Write every architecture's figures here (JSON)."),
+    device: str = _DEVICE,
+    batch_size: int = _BATCH,
+    precision: str = _PRECISION,
+    mode: str = _MODE,
+    threads: int = _THREADS,
+    clock: str = _CLOCK,
+    repeats: int = _REPEATS,
+    warmup: int = _WARMUP,
+) -> None:
+    """Time N held-out architectures of SPACE alone; score the table's predictions and
+    GFLOPs alone (a linear fit) against them."""
+    from dimsearch.cost import open_table
+    from dimsearch.cost._check import check_predictor
+    from dimsearch.search import load_space
+
+    with user_errors():
+        spc = load_space(space)
+        settings = _settings(
+            spc,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            mode=mode,
+            threads=threads,
+            clock=clock,
+            repeats=repeats,
+            warmup=warmup,
+        )
+        table = open_table(settings)
+        console.print(f"table: {table.describe()}")
+        res = check_predictor(spc, table, n=n, seed=seed, progress=console.print)
+    grid = Table(title=f"{spc.name}: {n} held-out architectures, measured alone")
+    for col in ("predictor", "fit: a * x + b", "within +-10%", "Spearman", "MAPE", "worst"):
+        grid.add_column(col, justify="left" if col == "predictor" else "right")
+    for label, s in res.scores.items():
+        a, b = res.fits[label]
+        unit = "ms/GFLOP" if label.startswith("GFLOPs") else "x"
+        grid.add_row(
+            label,
+            f"{a:.3f} {unit}, {b:+.2f} ms",
+            f"{100 * s.within_10:.0f}%",
+            f"{s.spearman:.3f}",
+            f"{100 * s.mape:.1f}%",
+            f"{100 * s.worst:.0f}%",
+        )
+    console.print(grid)
+    spread = sorted(res.spread)
+    console.print(
+        f"fits: relative least squares on {res.calibration_models} calibration models of this "
+        f"space for GFLOPs, on all {len(table.models)} of the table for the part sum; "
+        f"'refit now' on those models timed again beside the held-out ones\n"
+        f"measured {n} + {len(table.models)} models in {res.measure_seconds:.0f} s "
+        f"({table.settings.repeats} passes each, median; median spread (p90-p10)/median "
+        f"{100 * spread[len(spread) // 2]:.0f}%); {res.missing.parts_measured} parts measured "
+        f"for them; check took {res.seconds:.0f} s"
+    )
+    if out is not None:
+        rows = [
+            {
+                "arch": arch.to_dict(),
+                "measured_ms": res.measured_ms[i],
+                "min_ms": res.min_ms[i],
+                "spread": res.spread[i],
+                "gflops": res.gflops[i],
+                "predicted_ms": {k: v[i] for k, v in res.predictions.items()},
+            }
+            for i, arch in enumerate(res.archs)
+        ]
+        out.write_text(json.dumps({"table": table.identity, "rows": rows}, indent=1))
+        console.print(f"figures written to {out}")
