@@ -130,3 +130,23 @@ def test_importing_a_space_does_not_import_optuna() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_the_front_view_keeps_dominated_seeds_as_references() -> None:
+    from rich.console import Console
+
+    from dimsearch.search.show import study_table
+
+    study = _study(["accuracy", "gflops"], ["maximize", "minimize"])
+    study.add_trial(create_trial(values=[70.0, 0.2]))  # dominates the seed below
+    study.add_trial(create_trial(values=[60.0, 0.7], user_attrs={Attr.SEED: "pit_ti"}))
+    study.add_trial(create_trial(values=[50.0, 0.9]))  # dominated, no seed: left out
+    rows = study_rows(study)
+    assert [(r["number"], r["pareto"], r.get("reference", False)) for r in rows] == [
+        (0, True, False),
+        (1, False, True),
+    ]
+    console = Console(width=160, record=True)
+    console.print(study_table(study, rows, all_trials=False))
+    text = console.export_text()
+    assert "Pareto front (1)" in text and "PiT-Ti" in text and "reference" in text

@@ -84,7 +84,7 @@ def _summary(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, Any]:
         "trials": len(every),
         "states": state_counts(study),
         "best": best,
-        "front_size": len(rows),
+        "front_size": sum(1 for r in rows if not r.get("reference")),
         "seeds": seeds,
     }
 
@@ -279,7 +279,7 @@ def _pareto_html(rows: list[dict[str, Any]]) -> str:
     body = [
         [
             r["number"],
-            r["label"] or "",
+            (r["label"] or "") + (" (reference, off the front)" if r.get("reference") else ""),
             accuracy_text(r),
             _fmt(r["gflops"], "{:.3f}"),
             _fmt(r["latency_ms"]),

@@ -17,14 +17,16 @@ __all__ = ["accuracy_text", "study_table"]
 
 def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: bool) -> Table:
     """A rich table of ``rows`` (from `study_rows`); with ``all_trials`` a ``*`` after the
-    number marks the Pareto front, and the reasons follow in the table's caption.
+    number marks the Pareto front, and the reasons follow in the table's caption. Seeds off
+    the front follow it as ``reference`` rows.
 
     Where an architecture was trained more than once (``search.repeats``), its accuracy reads
     ``mean ± std (n)``, and ``~`` marks front neighbours whose intervals overlap: their order
     on the front is within the noise of training.
     """
     kind = "all trials" if all_trials else "Pareto front"
-    table = Table(title=f"{study.study_name}: {kind} ({len(rows)})")
+    front = [r for r in rows if not r.get("reference")]
+    table = Table(title=f"{study.study_name}: {kind} ({len(front)})")
     for c in ("#", "seed", "state", "top-1 %", "GFLOPs", "ms", "M params", "epochs"):
         table.add_column(c, justify="left" if c in ("seed", "state") else "right", no_wrap=True)
     reasons = []
@@ -34,7 +36,7 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
         table.add_row(
             f"{r['number']}{mark}",
             r["label"] or "",
-            r["state"].lower(),
+            "reference" if r.get("reference") else r["state"].lower(),
             accuracy_text(r),
             _fmt(r["gflops"], "{:.3f}"),
             _fmt(r["latency_ms"], "{:.2f}"),
@@ -47,6 +49,8 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
             reasons.append(f"#{r['number']} {r['state'].lower()}: {r['reason']}")
     if noisy:
         reasons.insert(0, "~ mean ± std overlaps a front neighbour's: their order is noise")
+    if len(front) < len(rows):
+        reasons.insert(0, "reference: a seed off the front, listed to compare with")
     if reasons:
         table.caption = "\n".join(reasons)
         table.caption_justify = "left"

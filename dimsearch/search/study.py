@@ -355,7 +355,11 @@ def trial_row(
 
 
 def study_rows(study: optuna.Study, *, all_trials: bool = False) -> list[dict[str, Any]]:
-    """The front (default) or every trial, seeds labelled, front first by accuracy."""
+    """The front (default) or every trial, seeds labelled, front first by accuracy.
+
+    The front view keeps the references: COMPLETE seeds the front does not hold follow it,
+    by accuracy, with ``reference`` set, so the published models are always there to compare
+    with (a dominated seed is still the yardstick a reader wants)."""
     objectives = objectives_of(study)
     front = front_trials(study)
     on_front = {t.number for t in front}
@@ -365,6 +369,15 @@ def study_rows(study: optuna.Study, *, all_trials: bool = False) -> list[dict[st
     if not all_trials:
         rows.sort(key=lambda r: -(r["accuracy"] or 0.0))
         _mark_overlaps(rows)
+        refs = [
+            trial_row(t, objectives, False, stats.get(t.number))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.number not in on_front
+            and t.user_attrs.get(Attr.SEED) is not None
+            and Attr.REPEAT_OF not in t.user_attrs
+        ]
+        for row in sorted(refs, key=lambda r: -(r["accuracy"] or 0.0)):
+            rows.append({**row, "reference": True})
     return rows
 
 
