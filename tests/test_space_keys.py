@@ -75,7 +75,15 @@ CHANGES: dict[str, dict[str, Any]] = {
         "drop_path": 0.1,
     },
     "budgets": {"max_gflops": 2.0, "max_params_m": 20, "max_latency_ms": 50},
-    "latency": {"device": "cuda", "batch_size": 8, "repeats": 20, "warmup": 5},
+    "latency": {
+        "device": "cuda",
+        "batch_size": 8,
+        "repeats": 20,
+        "warmup": 5,
+        "precision": "bf16",
+        "mode": "throughput",
+        "threads": 2,
+    },
     "data": {
         "kind": "idx",
         "img_size": 48,

@@ -346,12 +346,7 @@ class _quiet_ray_tune:
 def _payload_builder(space: Any) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     from dimsearch.search.trainable import trial_payload
 
-    latency = {
-        "device": space.latency.device,
-        "batch_size": space.latency.batch_size,
-        "warmup": space.latency.warmup,
-        "repeats": space.latency.repeats,
-    }
+    latency = dataclasses.asdict(space.latency)
 
     def build(arch: dict[str, Any], train_seed: int) -> dict[str, Any]:
         return trial_payload(

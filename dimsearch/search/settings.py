@@ -56,12 +56,21 @@ LATENCY_DEVICES = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class LatencySettings:
-    """How latency is measured (`dimsearch.cost.measure_latency`); one device kind per study."""
+    """How latency is measured (`dimsearch.cost.measure_latency`); one device kind per study.
+
+    ``precision`` (fp32, bf16 or fp16 autocast), ``mode`` (``latency``: ms per batch;
+    ``throughput``: images/s, as the PiT paper reports at batch 128) and ``threads`` (torch
+    threads while measuring; default the trial's CPUs) are the settings papers report; every
+    stored figure carries them with its device and software.
+    """
 
     device: str = "cpu"
     batch_size: int = 1
     repeats: int = 10
     warmup: int = 3
+    precision: str = "fp32"
+    mode: str = "latency"
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,11 +161,16 @@ _POSITIVE = Rule("number", low=0, low_open=True)
 _PROB = Rule("number", low=0, high=1)
 _BOOL = Rule("bool")
 
+LATENCY_PRECISIONS = ("fp32", "bf16", "fp16")  # dimsearch.cost.PRECISIONS, kept torch-free
+LATENCY_MODES = ("latency", "throughput")
 LATENCY_RULES = {
     "device": Rule("choice", choices=LATENCY_DEVICES),
     "batch_size": Rule("int", low=1),
     "repeats": Rule("int", low=1),
     "warmup": Rule("int", low=0),
+    "precision": Rule("choice", choices=LATENCY_PRECISIONS),
+    "mode": Rule("choice", choices=LATENCY_MODES),
+    "threads": Rule("int", low=1, optional=True),
 }
 EARLY_STOPPING_RULES = {
     "kind": Rule("choice", choices=EARLY_STOPPING),

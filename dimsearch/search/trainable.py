@@ -100,6 +100,9 @@ def run_trial(config: dict[str, Any]) -> None:
         config["target_img_size"],
         warmup=lat_cfg.get("warmup", 3),
         repeats=lat_cfg.get("repeats", 10),
+        precision=lat_cfg.get("precision"),
+        mode=lat_cfg.get("mode", "latency"),
+        threads=lat_cfg.get("threads"),
     )
     del model
     base = {"latency_ms": lat.median_ms, "latency": lat.to_dict(), "node": _where()}
