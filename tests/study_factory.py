@@ -159,3 +159,17 @@ def add_tampered_trial(study: optuna.Study) -> int:
         )
     )
     return len(study.trials) - 1
+
+
+def add_repeat(study: optuna.Study, trial: optuna.trial.FrozenTrial, delta: float) -> None:
+    """A COMPLETE repeat of ``trial`` with training seed 1 whose accuracy (objective 0) is
+    ``delta`` points off: what ``search.repeats`` records."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.COMPLETE,
+            values=[trial.values[0] + delta, *trial.values[1:]],
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={**trial.user_attrs, Attr.REPEAT_OF: trial.number, Attr.TRAIN_SEED: 1},
+        )
+    )

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_factory import add_tampered_trial, make_study
+from study_factory import add_repeat, add_tampered_trial, make_study
 from typer.testing import CliRunner
 
 from dimsearch.analysis import edf
@@ -392,19 +392,10 @@ def test_arch_line_names_every_transition_kind() -> None:
 
 
 def test_the_report_front_gives_mean_and_spread_of_repeated_architectures(tmp_path: Path) -> None:
-    from dimsearch.search.study import Attr
 
     study = make_study(tmp_path / "pit.db", samples=6)
     first = front_trials(study)[0]
     acc = first.values[0]
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE,
-            values=[acc + 1.0, *first.values[1:]],
-            params=first.params,
-            distributions=first.distributions,
-            user_attrs={**first.user_attrs, Attr.REPEAT_OF: first.number, Attr.TRAIN_SEED: 1},
-        )
-    )
+    add_repeat(study, first, 1.0)  # another training seed
     html = write_report(study, tmp_path / "report").index.read_text()
     assert f"{acc + 0.5:.2f} ± 0.71 (2)" in html

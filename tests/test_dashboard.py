@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from study_factory import OBJECTIVES, add_tampered_trial, make_study
+from study_factory import OBJECTIVES, add_repeat, add_tampered_trial, make_study
 from typer.testing import CliRunner
 
 from dimsearch.analysis.dashboard import BEGIN, END, _merge, prepare_dashboard
@@ -249,19 +249,11 @@ def test_dashboard_needs_a_study_or_a_storage(tmp_path: Path, monkeypatch) -> No
 
 def test_a_trial_trained_with_several_seeds_notes_its_mean_and_spread(tmp_path: Path) -> None:
     from dimsearch.analysis.dashboard import trial_note
-    from dimsearch.search.study import Attr, objectives_of, repeat_stats
+    from dimsearch.search.study import objectives_of, repeat_stats
 
     study = make_study(tmp_path / "pit.db", samples=6)
     first = front_trials(study)[0]
     acc = first.values[0]
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE,
-            values=[acc - 1.0, *first.values[1:]],
-            params=first.params,
-            distributions=first.distributions,
-            user_attrs={**first.user_attrs, Attr.REPEAT_OF: first.number, Attr.TRAIN_SEED: 1},
-        )
-    )
+    add_repeat(study, first, -1.0)  # another training seed
     note = trial_note(first, objectives_of(study), True, repeat_stats(study)[first.number])
     assert f"top-1 {acc - 0.5:.2f} ± 0.71 % (2 training seeds: {acc:.2f}, {acc - 1.0:.2f})" in note

@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import random_archs
 from optuna.trial import TrialState
-from study_factory import add_tampered_trial, make_study, new_study
+from study_factory import add_repeat, add_tampered_trial, make_study, new_study
 from typer.testing import CliRunner
 
 from dimsearch import build_model, cost, zoo
@@ -735,15 +735,7 @@ def test_docstring_gives_mean_and_spread_when_the_architecture_was_trained_again
     study = make_study(db, samples=6)
     first = front_trials(study)[0]
     acc = first.values[0]
-    study.add_trial(  # a repeat with another training seed, one point higher
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE,
-            values=[acc + 1.0, *first.values[1:]],
-            params=first.params,
-            distributions=first.distributions,
-            user_attrs={**first.user_attrs, Attr.REPEAT_OF: first.number, Attr.TRAIN_SEED: 1},
-        )
-    )
+    add_repeat(study, first, 1.0)  # another training seed
     res = cli(db, "--trial", first.number, "-o", tmp_path / "out")
     assert res.exit_code == 0, res.output
     [path] = (tmp_path / "out").iterdir()
