@@ -15,8 +15,7 @@ Modules: `points` (trials to arrays), `edf` (statistics, pure numpy), `hypervolu
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dimsearch._lazy import lazy_exports
 
 # public name -> module; imported on first use, so `dimsearch dashboard` (which never plots)
 # does not pay for matplotlib, which `report` and `figures` load
@@ -49,11 +48,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, __all__, globals())

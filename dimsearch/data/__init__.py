@@ -20,9 +20,9 @@ the CLI's ``--help`` do not pay for them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dimsearch._lazy import lazy_exports
 from dimsearch.data.config import KINDS, ON_CORRUPT, DataConfig, default_cache_dir
 
 if TYPE_CHECKING:
@@ -52,11 +52,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, __all__, globals())

@@ -16,9 +16,9 @@ first use, so validating a space file does not load them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dimsearch._lazy import lazy_exports
 from dimsearch.train.config import AMP_MODES, AUGMENTS, TrainConfig
 
 # Torch-free, and imported here rather than on first use because the function `proxy_check`
@@ -75,11 +75,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, __all__, globals())
