@@ -80,3 +80,44 @@ def random_archs(count: int, seed: int = 0, img_size: int = 64) -> list[ArchConf
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a real PostgreSQL server: CI's (``DIMSEARCH_TEST_POSTGRES``, started by
+    .ci/run), else one started here when Debian's postgresql is installed, else skip."""
+    import os
+
+    import pg_server
+
+    url = os.environ.get("DIMSEARCH_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    if pg_server.find_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    # in /tmp itself: pytest's own temp folders are private to root, and the server runs as
+    # the postgres user when we are root
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="dimsearch-pg-"))
+    try:
+        yield pg_server.start(folder)
+    finally:
+        pg_server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the test server, so tests never see each other's studies."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"

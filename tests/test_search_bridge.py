@@ -7,6 +7,7 @@ Real Ray (a local cluster), real Optuna storage (sqlite); the trials' behaviour 
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import optuna
@@ -250,3 +251,52 @@ def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
 
     second = record()  # the failed draws are replaced; nothing complete is trained again
     assert len(sampled(second)) == 4 + (4 - complete)
+
+
+def test_a_search_on_postgresql_records_every_trial_while_readers_read(
+    tmp_path, monkeypatch, local_ray, postgres_url
+) -> None:
+    """A real search against a real PostgreSQL server while `show` reads the study: every
+    trial ends COMPLETE, PRUNED or FAIL, none RUNNING, and the reader saw no error."""
+    import threading
+
+    from typer.testing import CliRunner
+
+    from dimsearch.cli import app
+
+    monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
+    errors: list[str] = []
+    reads = 0
+    done = threading.Event()
+
+    def read() -> None:
+        nonlocal reads
+        while not done.is_set():
+            res = CliRunner().invoke(app, ["show", "bridge", "--storage", postgres_url, "--json"])
+            # before the driver creates the study, show says so (exit 2): not an error
+            if res.exit_code not in (0, 2) or "Traceback" in res.output:
+                errors.append(res.output[-500:])
+            reads += 1
+            time.sleep(0.2)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        with open(tmp_path / "log.txt", "a") as log:
+            run(
+                _space(tmp_path, 6),
+                storage=postgres_url,
+                trials=6,
+                console=Console(file=log, width=200),
+                trainable=scripted_trials.scripted,
+                shutdown_ray=False,
+            )
+    finally:
+        done.set()
+        reader.join()
+    study = optuna.load_study(study_name="bridge", storage=postgres_url)
+    assert not errors, errors[0]
+    assert reads >= 3
+    assert len(_trained(study)) >= 6
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert any(t.state == TrialState.COMPLETE for t in study.trials)
