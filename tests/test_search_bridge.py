@@ -216,17 +216,19 @@ def test_repeats_retrain_the_front_and_the_seeds_and_a_rerun_adds_none(
 def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
     tmp_path, monkeypatch, local_ray
 ) -> None:
-    from dimsearch.search.runner import SAMPLE_TAG, run_sample
+    from dimsearch.search.runner import run_sample
+    from dimsearch.search.study import SAMPLE_TAG
 
     monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
     storage = f"sqlite:///{tmp_path / 'bridge.db'}"
     space = _space(tmp_path, 0, early="moasha", repeats=2)  # a sample overrides both
 
-    def record() -> optuna.Study:
+    def record(repeats: int = 1) -> optuna.Study:
         with open(tmp_path / "log.txt", "a") as log:
             run_sample(
                 space,
                 4,
+                repeats=repeats,
                 storage=storage,
                 console=Console(file=log, width=200),
                 trainable=scripted_trials.scripted,
@@ -242,7 +244,7 @@ def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
         ]
 
     first = record()
-    assert first.user_attrs[SAMPLE_TAG] == {"n": 4}
+    assert first.user_attrs[SAMPLE_TAG] == {"n": 4, "repeats": 1}
     assert len(sampled(first)) == 4  # four draws went to training (budget rejections aside)
     assert not sampled(first, TrialState.PRUNED)  # nothing stopped early
     assert not [t for t in first.trials if Attr.REPEAT_OF in t.user_attrs]  # no repeats
@@ -251,6 +253,15 @@ def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
 
     second = record()  # the failed draws are replaced; nothing complete is trained again
     assert len(sampled(second)) == 4 + (4 - complete)
+
+    # repeats measure noise on the seeds and every 10th architecture, not on the best ones
+    third = record(repeats=2)
+    originals = sorted(
+        t.number for t in sampled(third, TrialState.COMPLETE) if Attr.REPEAT_OF not in t.user_attrs
+    )
+    seed = next(t.number for t in third.trials if t.user_attrs.get(Attr.SEED) == "pit_ti")
+    again = {t.user_attrs[Attr.REPEAT_OF] for t in third.trials if Attr.REPEAT_OF in t.user_attrs}
+    assert again == {seed, *originals[::10]}
 
 
 def test_a_search_on_postgresql_records_every_trial_while_readers_read(

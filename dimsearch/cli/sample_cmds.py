@@ -38,6 +38,12 @@ def sample(
         None, help="Optuna storage: SQLAlchemy URL or journal file (default studies/<name>.db)."
     ),
     address: str = typer.Option(None, help="Join this Ray cluster (default: a local Ray)."),
+    repeats: int = typer.Option(
+        1,
+        min=1,
+        max=10,
+        help="Runs (training seeds) for the seeds and every 10th architecture: the noise.",
+    ),
 ) -> None:
     """Record a uniform sample of SPACE: N random architectures (budgets applied) and the seeds,
     each trained the full budget; rerun the same command to resume it."""
@@ -46,7 +52,7 @@ def sample(
 
     with user_errors():
         summary = run_sample(
-            load_space(space), n, storage=storage, address=address, console=console
+            load_space(space), n, repeats=repeats, storage=storage, address=address, console=console
         )
     c = summary.counts
     console.print(
@@ -56,7 +62,9 @@ def sample(
     )
     if summary.interrupted:
         console.print(
-            f"[yellow]interrupted.[/] Resume with `dimsearch sample {escape(str(space))} --n {n}`"
+            f"[yellow]interrupted.[/] Resume with `dimsearch sample {escape(str(space))} --n {n}"
+            + (f" --repeats {repeats}" if repeats > 1 else "")
+            + "`"
         )
 
 

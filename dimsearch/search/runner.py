@@ -22,6 +22,7 @@ from rich.console import Console
 
 from dimsearch.search.live import LiveView
 from dimsearch.search.study import (
+    SAMPLE_TAG,
     Attr,
     StudyError,
     missing_repeats,
@@ -32,7 +33,7 @@ from dimsearch.search.study import (
     storage_url,
 )
 
-__all__ = ["SAMPLE_TAG", "RunSummary", "run", "run_sample", "sample_settings"]
+__all__ = ["RunSummary", "run", "run_sample", "sample_settings"]
 
 
 class _Interrupt:
@@ -364,18 +365,16 @@ def _payload_builder(space: Any) -> Callable[[dict[str, Any], int], dict[str, An
     return build
 
 
-SAMPLE_TAG = "sample"  # study user attr of a design-space sample: {"n": N}
-
-
-def sample_settings(space: Any) -> Any:
+def sample_settings(space: Any, repeats: int = 1) -> Any:
     """``space`` as a design-space sample trains it: a uniform (random) sampler with the
-    space's sampler seed, no early stopping and no repeats of a front; everything else (the
-    space, budgets, seeds, data, training, resources) as the file says."""
+    space's sampler seed, no early stopping, and ``repeats`` runs for the seeds and every
+    `SAMPLE_REPEAT_EVERY`-th architecture; everything else (the space, budgets, seeds, data,
+    training, resources) as the file says."""
     return dataclasses.replace(
         space,
         sampler=dataclasses.replace(space.sampler, kind="random"),
         early_stopping=dataclasses.replace(space.early_stopping, kind="none"),
-        search=dataclasses.replace(space.search, repeats=1),
+        search=dataclasses.replace(space.search, repeats=repeats),
     )
 
 
@@ -383,6 +382,7 @@ def run_sample(
     space: Any,
     n: int,
     *,
+    repeats: int = 1,
     storage: str | None = None,
     address: str | None = None,
     console: Console | None = None,
@@ -394,9 +394,11 @@ def run_sample(
     ``n`` is the size of the sample, not of this session: a rerun trains only what is missing
     (architectures that FAILed, e.g. killed with the session, are replaced by new draws), so
     a long recording survives any number of stops. The study is tagged ``sample``.
+    ``repeats`` K > 1 trains the seeds and every `SAMPLE_REPEAT_EVERY`-th architecture with
+    K - 1 further training seeds once the draws are done, to measure the noise of training.
     ``run_options`` go to `run` (``trainable``, ``shutdown_ray``).
     """
-    spc = sample_settings(space)
+    spc = sample_settings(space, repeats)
     store = resolve_storage(storage, spc.name)
     study = open_study(spc.name, store, directions=list(spc.directions))
     tag = study.user_attrs.get(SAMPLE_TAG)
@@ -410,7 +412,7 @@ def run_sample(
             f"study {spc.name!r} holds a search with early stopping, not a sample: record the "
             "sample under another name or --storage"
         )
-    study.set_user_attr(SAMPLE_TAG, {"n": n})
+    study.set_user_attr(SAMPLE_TAG, {"n": n, "repeats": repeats})
     done = sum(
         1
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

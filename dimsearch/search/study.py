@@ -52,6 +52,8 @@ from dimsearch.search.settings import OBJECTIVES
 __all__ = [
     "ACCURACY",
     "OBJECTIVES",
+    "SAMPLE_REPEAT_EVERY",
+    "SAMPLE_TAG",
     "STUDIES_DIR",
     "Attr",
     "Objectives",
@@ -91,6 +93,8 @@ STUDIES_DIR = Path("studies")
 # The objective table is the space format's vocabulary (search/settings.py, torch- and
 # Optuna-free); the study re-exports it as part of its schema.
 ACCURACY = "accuracy"
+SAMPLE_TAG = "sample"  # study user attr of a design-space sample: {"n": N, "repeats": K}
+SAMPLE_REPEAT_EVERY = 10  # a sample's repeats go to every 10th architecture (and the seeds)
 
 
 class StudyError(DimsearchError):
@@ -272,15 +276,24 @@ def repeat_stats(study: optuna.Study) -> dict[int, RepeatStats]:
 
 
 def missing_repeats(study: optuna.Study, repeats: int, base_seed: int) -> list[tuple[int, int]]:
-    """(trial number, training seed) pairs still to train so that the front and the seeds
-    have ``repeats`` runs each: seeds ``base_seed + 1 .. base_seed + repeats - 1``. Repeats
-    already COMPLETE, RUNNING or WAITING are not asked for again; failed ones are."""
+    """(trial number, training seed) pairs still to train so that the seeds and the front
+    (a search) or every `SAMPLE_REPEAT_EVERY`-th architecture (a design-space sample, tagged
+    ``sample``) have ``repeats`` runs each: seeds ``base_seed + 1 .. base_seed + repeats - 1``.
+    Repeats already COMPLETE, RUNNING or WAITING are not asked for again; failed ones are.
+
+    A sample measures noise on a subset drawn without looking at accuracy (the front would
+    pick the lucky runs); taking every k-th completed architecture in trial order keeps that
+    subset stable as a resumed sample grows."""
     if repeats <= 1:
         return []
-    targets = {t.number for t in front_trials(study)}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get(Attr.SEED) is not None and Attr.REPEAT_OF not in t.user_attrs:
-            targets.add(t.number)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    originals = [t for t in complete if Attr.REPEAT_OF not in t.user_attrs]
+    targets = {t.number for t in originals if t.user_attrs.get(Attr.SEED) is not None}
+    if study.user_attrs.get(SAMPLE_TAG) is not None:
+        sampled = [t.number for t in originals if t.user_attrs.get(Attr.SEED) is None]
+        targets |= set(sorted(sampled)[::SAMPLE_REPEAT_EVERY])
+    else:
+        targets |= {t.number for t in front_trials(study)}
     have = set()
     live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
     for t in study.get_trials(deepcopy=False, states=live):
