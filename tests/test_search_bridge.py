@@ -286,7 +286,7 @@ def test_a_search_on_postgresql_records_every_trial_while_readers_read(
             res = CliRunner().invoke(app, ["show", "bridge", "--storage", postgres_url, "--json"])
             # before the driver creates the study, show says so (exit 2): not an error
             if res.exit_code not in (0, 2) or "Traceback" in res.output:
-                errors.append(res.output[-500:])
+                errors.append(f"exit {res.exit_code}: {res.exception!r} {res.output[-500:]}")
             reads += 1
             time.sleep(0.2)
 

@@ -150,3 +150,20 @@ def test_the_front_view_keeps_dominated_seeds_as_references() -> None:
     console.print(study_table(study, rows, all_trials=False))
     text = console.export_text()
     assert "Pareto front (1)" in text and "PiT-Ti" in text and "reference" in text
+
+
+def test_reading_a_foreign_database_refuses_it_and_writes_nothing(tmp_path: Path) -> None:
+    """`show` pointed at somebody else's sqlite file must not add Optuna's tables to it."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from dimsearch.cli import app
+
+    db = tmp_path / "theirs.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    before = db.read_bytes()
+    res = CliRunner().invoke(app, ["show", "theirs", "--storage", f"sqlite:///{db}"])
+    assert res.exit_code == 2 and "holds no Optuna study tables" in res.output
+    assert db.read_bytes() == before

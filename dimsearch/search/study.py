@@ -472,6 +472,10 @@ def open_study(
     default = STUDIES_DIR / f"{name}.db"
     if directions is None and storage is None and not default.is_file():
         raise StudyError(f"no study {name!r}: {default} does not exist (run the space first)")
+    if directions is None and (storage is None or isinstance(storage, str)):
+        url = storage_url(storage, name)
+        if "://" in url:
+            _check_schema_present(url, name)  # a reader must not create Optuna's tables
     st = resolve_storage(storage, name) if storage is None or isinstance(storage, str) else storage
     if directions is None:
         try:
@@ -489,6 +493,35 @@ def open_study(
             f"use another --storage or rename the space"
         )
     return study
+
+
+def _check_schema_present(url: str, name: str) -> None:
+    """Refuse to read a database that lacks any of Optuna's tables.
+
+    Opening an SQLAlchemy URL through Optuna creates its tables: a reader pointed at a
+    foreign or empty database would write into it, and one that looks while a search is still
+    creating them races that search's own table creation (seen with PostgreSQL). Optuna's
+    table list is private (`optuna.storages._rdb.models`); this is the one place that reads it.
+    """
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    want = set(models.BaseModel.metadata.tables)
+    engine = sqlalchemy.create_engine(url)
+    try:
+        have = set(sqlalchemy.inspect(engine).get_table_names())
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        raise StudyError(
+            f"cannot read {url}: {type(err).__name__}: {err}".splitlines()[0]
+        ) from None
+    finally:
+        engine.dispose()
+    missing = sorted(want - have)
+    if missing:
+        raise StudyError(
+            f"no study named {name!r} in {url}: it holds no Optuna study tables "
+            f"(missing {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+        )
 
 
 # -- writing -------------------------------------------------------------------------------------
