@@ -329,17 +329,20 @@ def test_prediction_is_the_sum_of_the_parts() -> None:
         assert predict_latency(cfg, table, 64, 10) == _expected_count(cfg)
 
 
-def test_prediction_applies_the_fitted_correction() -> None:
-    table = _unit_table(ARCHS[:3], 64)
-    for cfg in ARCHS[:3]:  # whole models that cost 2 * parts + 1
-        key = cfg.to_json()
-        table.models[key] = {"arch": cfg.to_dict(), "img_size": 64, "num_classes": 10,
-                             "ms": 2.0 * _expected_count(cfg) + 1}  # fmt: skip
-    c = table.correction
+def test_prediction_applies_the_fitted_correction_per_space() -> None:
+    table = _unit_table(ARCHS[:6], 64)
+    # space "a": whole models cost 2 * parts + 1; space "b": 3 * parts
+    for cfg, space, ms in [(c, "a", lambda n: 2.0 * n + 1) for c in ARCHS[:3]] + [
+        (c, "b", lambda n: 3.0 * n) for c in ARCHS[3:6]
+    ]:
+        table.models[cfg.to_json()] = {"arch": cfg.to_dict(), "img_size": 64, "num_classes": 10,
+                                       "ms": ms(_expected_count(cfg)), "space": space}  # fmt: skip
+    c = table.correction("a")
     assert (c.scale, c.overhead_ms, c.models) == (pytest.approx(2), pytest.approx(1), 3)
-    assert predict_latency(ARCHS[0], table, 64, 10) == pytest.approx(
-        2 * _expected_count(ARCHS[0]) + 1
-    )
+    n = _expected_count(ARCHS[0])
+    assert predict_latency(ARCHS[0], table, 64, 10, space="a") == pytest.approx(2 * n + 1)
+    assert predict_latency(ARCHS[0], table, 64, 10, space="b") == pytest.approx(3 * n)
+    assert table.correction().models == table.correction("unknown").models == 6  # pooled
 
 
 def test_a_missing_part_is_named() -> None:

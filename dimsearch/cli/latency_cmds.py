@@ -122,7 +122,7 @@ def calibrate_cmd(
             space=spc.name,
             progress=console.print,
         )
-    c = table.correction
+    c = table.correction(spc.name)
     console.print(
         f"measured {report.parts_measured} of {report.parts_needed} parts and "
         f"{report.models_measured} of {report.models_needed} whole models in "
@@ -186,10 +186,9 @@ def check_cmd(
     console.print(grid)
     spread = sorted(res.spread)
     console.print(
-        f"fits: relative least squares on {res.calibration_models} calibration models of this "
-        f"space for GFLOPs, on all {len(table.models)} of the table for the part sum; "
-        f"'refit now' on those models timed again beside the held-out ones\n"
-        f"measured {n} + {len(table.models)} models in {res.measure_seconds:.0f} s "
+        f"fits: relative least squares on the same {res.calibration_models} calibration models "
+        f"for both; 'refit now' on them timed again beside the held-out ones\n"
+        f"measured {n} + {res.calibration_models} models in {res.measure_seconds:.0f} s "
         f"({table.settings.repeats} passes each, median; median spread (p90-p10)/median "
         f"{100 * spread[len(spread) // 2]:.0f}%); {res.missing.parts_measured} parts measured "
         f"for them; check took {res.seconds:.0f} s"

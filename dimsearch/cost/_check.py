@@ -7,7 +7,7 @@ and scores two predictors on them:
 
 * the part table (`predict_latency`);
 * GFLOPs alone, ``a * GFLOPs + b`` fitted exactly as the table's correction is (relative least
-  squares on the same calibration models): the floor the table has to beat.
+  squares on the same calibration models of the space): the floor the table has to beat.
 
 Scores: the share within +-10% of the measured figure, Spearman's rank correlation, and the
 mean absolute percentage error.
@@ -207,16 +207,14 @@ def check_predictor(
     The held-out draws use ``seed`` (calibration uses another) and exclude the table's
     calibration models. Parts of the held-out models that the table lacks are timed first
     (and reported): calibration for a new shape would do the same. The held-out models and
-    the calibration models are then timed together, round-robin in groups of at most
-    ``max_bytes`` of weights (`model_groups`), under the measurement lock.
+    this space's calibration models are then timed together, round-robin in groups of at
+    most ``max_bytes`` of weights (`model_groups`), under the measurement lock.
 
     Four predictors are scored against the held-out medians (`PREDICTORS`): the part table
-    with its stored correction, the part table with the correction refitted on the
-    calibration models timed now, and GFLOPs alone (``a * GFLOPs + b``) fitted the same two
-    ways on the same models. Both kinds are fitted by `fit_relative`; the GFLOPs fit uses
-    this space's calibration models only (a per-family slope is the strongest GFLOPs-only
-    predictor), while the table's correction is one fit over every calibration model the
-    table holds: if anything, that favours the baseline.
+    with its stored correction (fitted at calibration), the part table with the correction
+    refitted on the calibration models timed now, and GFLOPs alone (``a * GFLOPs + b``)
+    fitted the same two ways. All four use `fit_relative` on the same calibration models:
+    this space's, or every model of the table if the space has fewer than two.
 
     Raises:
         LatencyError: the table holds fewer than 2 whole models of this image size and class
@@ -228,18 +226,21 @@ def check_predictor(
     say = progress or (lambda _line: None)
     img = img_size or space.target_img_size
     classes = num_classes or space.num_classes
+    name = getattr(space, "name", None)
     stored = [
-        (ArchConfig.from_dict(m["arch"]), m["ms"], m.get("space"))
-        for m in table.models.values()
-        if m["img_size"] == img and m["num_classes"] == classes
+        m for m in table.models.values() if m["img_size"] == img and m["num_classes"] == classes
     ]
-    if len(stored) < 2:
+    own = [m for m in stored if m.get("space") == name]
+    fit_models = own if len(own) >= 2 else stored
+    if len(fit_models) < 2:
         raise LatencyError(
             f"the latency table holds {len(stored)} whole model(s) at {img} px and {classes} "
             f"classes; the check needs at least 2 to fit on: run `dimsearch latency calibrate`"
         )
-    fit_cfgs = [c for c, _, _ in stored]
-    archs, draws = sample_archs(space, n, seed=seed, exclude=fit_cfgs)
+    fit_cfgs = [ArchConfig.from_dict(m["arch"]) for m in fit_models]
+    archs, draws = sample_archs(
+        space, n, seed=seed, exclude=[ArchConfig.from_dict(m["arch"]) for m in stored]
+    )
     say(f"{n} held-out architectures in {draws} draws (seed {seed})")
     parts: set[Part] = set()
     for cfg in archs:
@@ -261,14 +262,15 @@ def check_predictor(
     def parts_ms(cfg: ArchConfig) -> float:
         return table.parts_ms(cfg, img, classes)
 
-    c = table.correction
-    fits = {"part table": (c.scale, c.overhead_ms)}
-    fits["part table, refit now"] = fit_relative([parts_ms(f) for f in fit_cfgs], fit_now)
-    own = [i for i, (_, _, name) in enumerate(stored) if name == getattr(space, "name", None)]
-    own = own if len(own) >= 2 else list(range(len(stored)))
-    own_gf = [gf(fit_cfgs[i]) for i in own]
-    fits["GFLOPs linear"] = fit_relative(own_gf, [stored[i][1] for i in own])
-    fits["GFLOPs linear, refit now"] = fit_relative(own_gf, [fit_now[i] for i in own])
+    c = table.correction(name if len(own) >= 2 else None)
+    fit_parts = [parts_ms(f) for f in fit_cfgs]
+    fit_gf = [gf(f) for f in fit_cfgs]
+    fits = {
+        "part table": (c.scale, c.overhead_ms),
+        "part table, refit now": fit_relative(fit_parts, fit_now),
+        "GFLOPs linear": fit_relative(fit_gf, [m["ms"] for m in fit_models]),
+        "GFLOPs linear, refit now": fit_relative(fit_gf, fit_now),
+    }
 
     xs = {"part": [parts_ms(a) for a in archs], "GFLOPs": [gf(a) for a in archs]}
     predictions = {
@@ -283,7 +285,7 @@ def check_predictor(
         predictions=predictions,
         scores={label: score(p, measured) for label, p in predictions.items()},
         fits=fits,
-        calibration_models=len(own),
+        calibration_models=len(fit_models),
         draws=draws,
         missing=missing,
         measure_seconds=measure_seconds,

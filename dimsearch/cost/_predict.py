@@ -100,7 +100,7 @@ class LatencyTable:
         software: versions that timed it (``torch``, ``dimsearch``).
         parts: part key -> ``{"ms": median, "min_ms", "repeats"}``.
         models: arch hash -> ``{"arch", "img_size", "num_classes", "ms", "space"}``: the whole
-            models the correction is fitted on.
+            models the corrections are fitted on.
         path: where it is cached (None: not cached).
     """
 
@@ -110,8 +110,8 @@ class LatencyTable:
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
-    _correction: tuple[tuple[int, int], Correction] | None = field(
-        default=None, init=False, repr=False, compare=False
+    _corrections: dict[tuple[Any, ...], Correction] = field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     # -- identity ----------------------------------------------------------------------------
@@ -183,17 +183,23 @@ class LatencyTable:
             )
         return sum(n * self.parts[p.key]["ms"] for p, n in counts.items())
 
-    @property
-    def correction(self) -> Correction:
-        """The scale and overhead fitted on the whole models held (identity if none)."""
-        stamp = (len(self.parts), len(self.models))
-        if self._correction is None or self._correction[0] != stamp:
-            self._correction = (stamp, self._fit())
-        return self._correction[1]
+    def correction(self, space: str | None = None) -> Correction:
+        """The scale and overhead fitted on the whole models held (identity if none).
 
-    def _fit(self) -> Correction:
+        With ``space``, the fit uses that space's calibration models when there are at least
+        two: families differ in how their parts add up (ResT's many small ops, PiT's few
+        large ones), so one fit per family is tighter. Otherwise every model is used.
+        """
+        own = [m for m in self.models.values() if space and m.get("space") == space]
+        chosen = own if len(own) >= 2 else list(self.models.values())
+        stamp = (space if len(own) >= 2 else None, len(self.parts), len(self.models))
+        if stamp not in self._corrections:
+            self._corrections[stamp] = self._fit(chosen)
+        return self._corrections[stamp]
+
+    def _fit(self, models: list[dict[str, Any]]) -> Correction:
         xs, ys = [], []
-        for m in self.models.values():
+        for m in models:
             try:
                 arch = ArchConfig.from_dict(m["arch"])
                 xs.append(self.parts_ms(arch, m["img_size"], m["num_classes"]))
@@ -331,9 +337,11 @@ def calibrate(
     that ``table`` does not hold yet, then save it.
 
     Parts are timed alone, round-robin (`time_interleaved`): every round runs each part
-    once, so a burst of outside load spreads over all of them. Whole models are timed the
-    same way, as many together as fit in ``max_bytes`` of weights (`model_groups`). Everything runs under the node's measurement
-    lock, so training on this node pauses (at its next epoch boundary) until calibration ends.
+    once, so a burst of outside load spreads over all of them. The whole models join the
+    same rounds (as many as fit in ``max_bytes`` of weights, `model_groups`), so the
+    correction compares parts and models timed under the same conditions. Everything runs
+    under the node's measurement lock, so training on this node pauses (at its next epoch
+    boundary) until calibration ends.
 
     Args:
         table: from `open_table`; filled in place.
@@ -370,29 +378,30 @@ def calibrate(
     )
     if todo or fits_todo:
         with measuring(s):
-            if todo:
-                runs = [build_part(p, s.batch, dev) for p in todo]
+            items = list(fits_todo.items())
+            groups = model_groups([c for _, c in items], img_size, num_classes, max_bytes)
+            for i, idx in enumerate(groups or [[]]):
+                # The parts go round-robin with the first group of whole models, so the
+                # correction relates parts and models timed under the same conditions.
+                parts = todo if i == 0 else []
+                chunk = [items[j] for j in idx]
+                runs = [build_part(p, s.batch, dev) for p in parts]
+                runs += model_runs([c for _, c in chunk], s, img_size, num_classes)
                 times = time_interleaved(
                     runs, dev, warmup=s.warmup, rounds=s.repeats, clock=s.clock
                 )
-                for p, ms in zip(todo, times, strict=True):
+                for p, ms in zip(parts, times, strict=False):
                     table.parts[p.key] = _summary(ms)
-                del runs
-                say(f"parts measured in {time.perf_counter() - start:.1f} s")
-            items = list(fits_todo.items())
-            for idx in model_groups([c for _, c in items], img_size, num_classes, max_bytes):
-                chunk = [items[i] for i in idx]
-                ms = time_models([c for _, c in chunk], s, img_size, num_classes)
-                for (key, cfg), t in zip(chunk, ms, strict=True):
+                for (key, cfg), ms in zip(chunk, times[len(parts) :], strict=True):
                     table.models[key] = {
                         "arch": cfg.to_dict(),
                         "img_size": img_size,
                         "num_classes": num_classes,
                         "space": space,
-                        **_summary(t),
+                        **_summary(ms),
                     }
-            if items:
-                say(f"whole models measured in {time.perf_counter() - start:.1f} s")
+                del runs
+                say(f"measured in {time.perf_counter() - start:.1f} s")
         if save:
             table.save()
     report.seconds = time.perf_counter() - start
@@ -430,15 +439,30 @@ def time_models(
     import torch
 
     from dimsearch.cost._latency import measuring, time_interleaved
-    from dimsearch.models import build_model
 
     s = settings
-    dev = torch.device(s.device)
-    models = [build_model(c, num_classes, img_size).to(dev).eval() for c in cfgs]
-    xs = [torch.randn(s.batch, c.in_chans, img_size, img_size, device=dev) for c in cfgs]
-    runs = [lambda m=m, x=x: m(x) for m, x in zip(models, xs, strict=True)]
+    runs = model_runs(cfgs, s, img_size, num_classes)
     with measuring(s):
-        return time_interleaved(runs, dev, warmup=s.warmup, rounds=s.repeats, clock=s.clock)
+        return time_interleaved(
+            runs, torch.device(s.device), warmup=s.warmup, rounds=s.repeats, clock=s.clock
+        )
+
+
+def model_runs(
+    cfgs: Sequence[ArchConfig], settings: LatencySettings, img_size: int, num_classes: int
+) -> list[Callable[[], Any]]:
+    """One zero-argument forward pass per config: the built model on a batch of its input."""
+    import torch
+
+    from dimsearch.models import build_model
+
+    dev = torch.device(settings.device)
+    runs = []
+    for cfg in cfgs:
+        model = build_model(cfg, num_classes, img_size).to(dev).eval()
+        x = torch.randn(settings.batch, cfg.in_chans, img_size, img_size, device=dev)
+        runs.append(lambda m=model, x=x: m(x))
+    return runs
 
 
 def _summary(ms: list[float]) -> dict[str, Any]:
@@ -446,14 +470,20 @@ def _summary(ms: list[float]) -> dict[str, Any]:
 
 
 def predict_latency(
-    cfg: ArchConfig, table: LatencyTable, img_size: int = 224, num_classes: int = 1000
+    cfg: ArchConfig,
+    table: LatencyTable,
+    img_size: int = 224,
+    num_classes: int = 1000,
+    *,
+    space: str | None = None,
 ) -> float:
     """Predicted milliseconds per batch of ``cfg`` on ``table``'s device and settings.
 
     Torch-free and cheap (a dict lookup per part), so it can gate samples before they are
-    built. Divide the batch size by it (in seconds) for images/s.
+    built. Divide the batch size by it (in seconds) for images/s. ``space`` names the space
+    ``cfg`` comes from, to use that space's correction (`LatencyTable.correction`).
 
     Raises:
         LatencyError: the table lacks some of ``cfg``'s parts (the message names them).
     """
-    return table.correction(table.parts_ms(cfg, img_size, num_classes))
+    return table.correction(space)(table.parts_ms(cfg, img_size, num_classes))
