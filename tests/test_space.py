@@ -329,3 +329,13 @@ def test_name_defaults_to_a_valid_stem_only(tmp_path: Path) -> None:
     assert _load(tmp_path, data, name="my-space_2").name == "my-space_2"
     with pytest.raises(SpaceError, match=r"Bad Name\.yaml: name is missing and the file stem"):
         _load(tmp_path, data, name="Bad Name")
+
+
+def test_the_recorded_sample_space_is_spaces_pit_yaml_on_other_proxy_data() -> None:
+    """benchmarks/pit_fmnist32.yaml samples the pit space itself: only the proxy differs."""
+    root = Path(__file__).resolve().parents[1]
+    pit = load_space(root / "spaces" / "pit.yaml")
+    sample = load_space(root / "benchmarks" / "pit_fmnist32.yaml")
+    for key in ("arch", "objectives", "budgets", "seeds", "target_img_size", "num_classes"):
+        assert sample.to_dict()[key] == pit.to_dict()[key], key
+    assert sample.data.kind == "idx" and sample.train.epochs >= 8
