@@ -21,7 +21,13 @@ from optuna.trial import FrozenTrial
 from dimsearch._values import is_int
 from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError, DimsearchError
-from dimsearch.search.study import OBJECTIVES, Attr, objectives_of, repeat_stats
+from dimsearch.search.study import (
+    OBJECTIVES,
+    Attr,
+    RepeatStats,
+    objectives_of,
+    repeat_stats,
+)
 
 __all__ = [
     "ExportError",
@@ -172,8 +178,15 @@ def _latency_device(trial: FrozenTrial) -> str | None:
     return ", ".join(parts) or None
 
 
-def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
+def trial_record(
+    study: optuna.Study,
+    trial: FrozenTrial,
+    repeats: dict[int, RepeatStats] | None = None,
+) -> TrialRecord:
     """Read and validate what the exporter needs from ``trial`` of ``study``.
+
+    ``repeats`` is `repeat_stats(study)` when the caller exports several trials (one read of
+    the study's trials instead of one per trial); None reads it here.
 
     Raises:
         ExportError: the trial has no architecture, or one that breaks a rule (a tampered
@@ -183,17 +196,17 @@ def trial_record(study: optuna.Study, trial: FrozenTrial) -> TrialRecord:
     number = trial.number
     arch = _arch(name, trial)
     ua = trial.user_attrs
+    named = objectives_of(study)  # each read of study attrs is a storage query
     objectives: dict[str, float] = {}
     if trial.values is not None:
         # objectives we know how to label; others in a study are left out of the docstring
-        for key, value in zip(objectives_of(study).names, trial.values, strict=True):
+        for key, value in zip(named.names, trial.values, strict=True):
             if key in OBJECTIVES:
                 checked = _number(number, key, value)
                 if checked is not None:
                     objectives[key] = checked
     runs: tuple[float, ...] = ()
-    stats = repeat_stats(study).get(number)
-    named = objectives_of(study)
+    stats = (repeat_stats(study) if repeats is None else repeats).get(number)
     if stats is not None and len(stats.runs) > 1 and named.accuracy is not None:
         i = named.accuracy
         runs = tuple(

@@ -21,6 +21,7 @@ from dimsearch.export._record import (
     trial_record,
 )
 from dimsearch.export.codegen import generate_source, module_name, study_stem
+from dimsearch.search.study import repeat_stats
 
 __all__ = ["ExportedFile", "default_out_dir", "export_trials"]
 
@@ -93,7 +94,8 @@ def export_trials(
     Raises:
         ExportError: a trial has no or an invalid architecture, or no usable weights.
     """
-    records = [(t, trial_record(study, t)) for t in trials]
+    runs = repeat_stats(study)  # once for all the trials, not once per trial
+    records = [(t, trial_record(study, t, runs)) for t in trials]
     search = [Path.cwd(), *weights_dirs]
     plans = []
     for trial, record in records:
