@@ -103,7 +103,7 @@ def test_complexity_weights_match_the_pooled_histogram_by_hand() -> None:
     # A: 1, 2 | 50      B: 3 | 20, 30, 100      pooled: 3 | 4  ->  target 3/7, 4/7
     flops = [1, 2, 50, 3, 20, 30, 100]
     groups = ["A", "A", "A", "B", "B", "B", "B"]
-    norm = edf.complexity_weights(flops, groups, bins=2)
+    norm = edf.complexity_weights(flops, groups, bins=2, target="pooled")
     expected = [3 / 14, 3 / 14, 4 / 7, 3 / 7, 4 / 21, 4 / 21, 4 / 21]
     np.testing.assert_allclose(norm.weights, expected)
     assert norm.bin_index.tolist() == [0, 0, 1, 0, 1, 1, 1]
@@ -120,7 +120,7 @@ def test_complexity_weights_drop_bins_a_group_never_sampled() -> None:
     # model gets weight 0 and the target is the pooled share of the two common bins: 3/5, 2/5
     flops = [1, 1.5, 10, 1.2, 10, 90]
     groups = ["A", "A", "A", "B", "B", "B"]
-    norm = edf.complexity_weights(flops, groups, bins=3)
+    norm = edf.complexity_weights(flops, groups, bins=3, target="pooled")
     assert norm.common.tolist() == [True, True, False]
     np.testing.assert_allclose(norm.target, [3 / 5, 2 / 5, 0])
     np.testing.assert_allclose(norm.weights, [3 / 10, 3 / 10, 2 / 5, 3 / 5, 2 / 5, 0])

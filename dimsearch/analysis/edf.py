@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,15 +29,19 @@ import numpy as np
 from dimsearch.analysis.points import AnalysisError, DesignPoints
 
 __all__ = [
+    "WEIGHTINGS",
+    "BandedEDFs",
     "ChoiceEDF",
     "Comparison",
     "EDFSummary",
     "GroupEDF",
     "Normalization",
     "Trend",
+    "banded_edfs",
     "bootstrap_ci",
     "compare_points",
     "complexity_weights",
+    "edf_bands_by_choice",
     "edf_by_choice",
     "error_edf",
     "group_edfs",
@@ -204,12 +208,12 @@ def summarize(
 
 @dataclass(frozen=True)
 class Normalization:
-    """Weights that give every group the same (pooled) FLOPs distribution.
+    """Weights that give every group the same complexity (FLOPs or params) distribution.
 
     Attributes:
         weights: one per sample; each group's weights sum to 1 (0 for a sample outside the
             common support).
-        edges: bin edges in log10(GFLOPs), ``bins + 1`` of them, over the pooled range.
+        edges: bin edges in log10(complexity), ``bins + 1`` of them, over the pooled range.
         bin_index: each sample's bin.
         common: per bin, whether every group has a sample in it (the common support).
         target: the distribution every group is reweighted to, over the bins (sums to 1).
@@ -242,47 +246,72 @@ def default_bins(group_sizes: Sequence[int]) -> int:
     return int(min(10, max(2, round(math.sqrt(smallest)))))
 
 
+TARGETS = ("uniform", "pooled")
+
+
 def complexity_weights(
     gflops: Sequence[float] | np.ndarray,
     groups: Sequence[Hashable],
     *,
     bins: int | None = None,
+    target: str = "uniform",
+    edges: np.ndarray | None = None,
+    what: str = "gflops",
 ) -> Normalization:
-    """Reweight samples so every group has the pooled FLOPs distribution.
+    """Reweight samples so every group has the same complexity distribution.
 
-    log10(GFLOPs) is cut into ``bins`` equal bins over the pooled range. A bin counts only if
-    every group has a sample in it (the *common support*): the target distribution is the
-    pooled share of each common bin, renormalised to sum to 1, and a sample of group g in
-    common bin b gets weight ``target[b] / n_gb`` (``n_gb``: g's samples in b). So each
-    group's weighted histogram is exactly the target. Samples in bins some group lacks get
-    weight 0 (counted in ``dropped``): a group cannot be shown at a complexity it never
-    sampled, and inventing mass there would compare extrapolations.
+    log10(complexity) is cut into ``bins`` equal bins over the pooled range. A bin counts only
+    if every group has a sample in it (the *common support*). A sample of group g in common
+    bin b gets weight ``target[b] / n_gb`` (``n_gb``: g's samples in b), so each group's
+    weighted histogram is exactly the target:
+
+    - ``uniform`` (pycls's rule, the default): every common bin weighs the same, i.e. a
+      sample's weight is 1 / (its group's count in its bin), normalised within the group;
+      the groups are compared as if complexity were log-uniform over the shared range.
+    - ``pooled``: the pooled share of each common bin, renormalised; keeps more weight where
+      the samples are, so fewer effective samples are lost to sparse bins.
+
+    Samples in bins some group lacks get weight 0 (counted in ``dropped``): a group cannot be
+    shown at a complexity it never sampled, and inventing mass there would compare
+    extrapolations.
 
     Args:
-        gflops: FLOPs of every sample, > 0.
+        gflops: complexity of every sample (GFLOPs, or parameters with ``what="params"``), > 0.
         groups: the group of every sample (any hashable: a choice value, a study name).
         bins: number of bins; ``None``: `default_bins` of the group sizes.
+        target: ``uniform`` or ``pooled`` (above).
+        edges: bin edges in log10 units to use instead of cutting the pooled range (a
+            bootstrap replicate keeps the edges of the full sample); ``bins`` is then ignored.
+        what: the complexity's name, for messages.
 
     Raises:
-        AnalysisError: non-positive FLOPs, mismatched lengths, or no bin shared by all groups.
+        AnalysisError: non-positive complexity, mismatched lengths, or no bin shared by all
+            groups.
     """
+    if target not in TARGETS:
+        raise AnalysisError(f"target must be one of {list(TARGETS)}, got {target!r}")
     x = np.asarray(gflops, dtype=float)
     if x.ndim != 1 or len(groups) != x.size:
         raise AnalysisError(
-            f"`len(groups) == len(gflops)` must hold, got {len(groups)} and {x.size}"
+            f"`len(groups) == len({what})` must hold, got {len(groups)} and {x.size}"
         )
     if x.size == 0 or np.any(~np.isfinite(x)) or np.any(x <= 0):
-        raise AnalysisError("gflops must be finite and > 0 for every sample")
+        raise AnalysisError(f"{what} must be finite and > 0 for every sample")
     labels = list(dict.fromkeys(groups))
     sizes = [sum(1 for g in groups if g == lab) for lab in labels]
-    nbins = default_bins(sizes) if bins is None else bins
-    if nbins < 1:
-        raise AnalysisError(f"bins must be >= 1, got {nbins}")
     logs = np.log10(x)
-    lo, hi = float(logs.min()), float(logs.max())
-    if hi <= lo:  # every sample has the same complexity: one bin holds them all
-        lo, hi, nbins = lo - 0.5, hi + 0.5, 1
-    edges = np.linspace(lo, hi, nbins + 1)
+    if edges is None:
+        nbins = default_bins(sizes) if bins is None else bins
+        if nbins < 1:
+            raise AnalysisError(f"bins must be >= 1, got {nbins}")
+        lo, hi = float(logs.min()), float(logs.max())
+        if hi <= lo:  # every sample has the same complexity: one bin holds them all
+            lo, hi, nbins = lo - 0.5, hi + 0.5, 1
+        edges = np.linspace(lo, hi, nbins + 1)
+    else:
+        edges = np.asarray(edges, dtype=float)
+        nbins = edges.size - 1
+        lo, hi = float(edges[0]), float(edges[-1])
     idx = np.clip(np.searchsorted(edges, logs, side="right") - 1, 0, nbins - 1)
     member = np.array([labels.index(g) for g in groups])
     counts = np.zeros((len(labels), nbins))
@@ -290,16 +319,16 @@ def complexity_weights(
     common = np.all(counts > 0, axis=0)
     if not common.any():
         raise AnalysisError(
-            f"no FLOPs bin holds samples of every group ({', '.join(map(str, labels))}) with "
-            f"{nbins} bins over {10**lo:.3g}-{10**hi:.3g} GFLOPs; the groups do not overlap in "
+            f"no {what} bin holds samples of every group ({', '.join(map(str, labels))}) with "
+            f"{nbins} bins over {10**lo:.3g}-{10**hi:.3g} {what}; the groups do not overlap in "
             f"complexity (use fewer bins, or compare without normalisation)"
         )
-    pooled = counts.sum(axis=0)
-    target = np.where(common, pooled, 0.0)
-    target = target / target.sum()
-    w = np.where(common[idx], target[idx] / np.maximum(counts[member, idx], 1.0), 0.0)
+    mass = counts.sum(axis=0) if target == "pooled" else np.ones(nbins)
+    share = np.where(common, mass, 0.0)
+    share = share / share.sum()
+    w = np.where(common[idx], share[idx] / np.maximum(counts[member, idx], 1.0), 0.0)
     dropped = {lab: int(np.sum((member == k) & ~common[idx])) for k, lab in enumerate(labels)}
-    return Normalization(w, edges, idx, common, target, dropped)
+    return Normalization(w, edges, idx, common, share, dropped)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -606,17 +635,20 @@ class Comparison:
 
     Attributes:
         groups: one per design space, in the order given; ``value`` is its name.
-        normalization: the weights giving all of them the pooled FLOPs distribution, or
+        normalization: the weights giving all of them one FLOPs distribution, or
             ``None`` when their FLOPs ranges do not overlap.
         thresholds: error thresholds (%) the fractions are taken at.
         fractions: per name, per threshold, the share of models with error <= threshold,
             ``raw`` and ``normalized`` (``None`` without normalisation).
+        bands: the spaces' EDFs with bootstrap bands, plain and normalised by GFLOPs and
+            by params (`banded_edfs`, one per weighting).
     """
 
     groups: list[GroupEDF]
     normalization: Normalization | None
     thresholds: list[float]
     fractions: dict[str, dict[float, dict[str, float | None]]]
+    bands: list[BandedEDFs] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -626,6 +658,7 @@ class Comparison:
             "fractions": {
                 name: {str(t): v for t, v in per.items()} for name, per in self.fractions.items()
             },
+            "bands": [b.to_dict() for b in self.bands],
         }
 
 
@@ -634,6 +667,8 @@ def compare_points(
     *,
     thresholds: Sequence[float] | None = None,
     bins: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> Comparison:
     """Compare design spaces: EDFs normalised to a common FLOPs distribution, and the share
     of each space's models under a few error thresholds.
@@ -644,6 +679,7 @@ def compare_points(
             rounded to 0.1, so the table asks "how often does each space reach the pooled
             best tenth, quarter, half".
         bins: FLOPs bins for the normalisation (``None``: `default_bins`).
+        n_boot, seed: the bootstrap of the bands.
     """
     if len(named) < 2:
         raise AnalysisError(f"a comparison needs at least two design spaces, got {len(named)}")
@@ -668,4 +704,382 @@ def compare_points(
             }
             for i, t in enumerate(ts)
         }
-    return Comparison(groups, norm, ts, fractions)
+    params = [p.params if p.params is not None else np.full(len(p), np.nan) for p in named.values()]
+    cx = {"plain": None, "gflops": flops, "params": np.concatenate(params)}
+    bands = []
+    for wt in WEIGHTINGS:
+        if wt == "params" and not np.all(np.isfinite(cx["params"])):
+            note = "no parameter count for every model: not normalised by params"
+            grid = np.unique(errors)
+            bands.append(BandedEDFs("study", wt, grid, [], ts, [], 0.95, n_boot, seed, note=note))
+            continue
+        bands.append(
+            banded_edfs(
+                errors,
+                labels,
+                complexity=cx[wt],
+                weighting=wt,
+                param="study",
+                thresholds=ts,
+                bins=bins,
+                n_boot=n_boot,
+                seed=seed,
+                sort=False,
+            )
+        )
+    return Comparison(groups, norm, ts, fractions, bands)
+
+
+# -- EDFs with bootstrap bands ---------------------------------------------------------------------
+
+# How the models of a group are weighted: equally, or complexity-normalised by GFLOPs or by
+# parameter count (pycls normalises by either; a choice can trade one for the other).
+WEIGHTINGS = ("plain", "gflops", "params")
+# Error thresholds of the text tables when none are given: the pooled quantiles, "how often
+# does each group reach the pooled best tenth, quarter, half".
+SHARE_QUANTILES = QUANTILES
+
+
+@dataclass(frozen=True)
+class GroupBand:
+    """One group's error EDF with its pointwise bootstrap band, and the numbers read off it.
+
+    Attributes:
+        value: the group (a choice value, a study name).
+        n: architectures in the group.
+        n_effective: Kish's effective size of its weights (``n`` when plain).
+        f, lo, hi: the EDF on the shared grid and its band (NaN where a replicate could
+            not weight the group, e.g. its bins lost to a resample; rare).
+        median: ``(median error, lo, hi)``: the weighted median and its bootstrap interval.
+        shares: per threshold, ``(F(t), lo, hi)``: the share of models with error <= t.
+    """
+
+    value: Any
+    n: int
+    n_effective: float
+    f: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    median: tuple[float, float, float]
+    shares: dict[float, tuple[float, float, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": _jsonable_value(self.value),
+            "n": self.n,
+            "n_effective": self.n_effective,
+            "F": self.f.tolist(),
+            "lo": self.lo.tolist(),
+            "hi": self.hi.tolist(),
+            "median": list(self.median),
+            "shares": {str(t): list(v) for t, v in self.shares.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Separation:
+    """Where two groups' bands do not overlap.
+
+    ``a`` and ``b`` are the pair, ``a`` the one whose band lies above (more of its models under
+    the error) at more grid errors. ``above``: ``(count, lo, hi)`` of those errors; ``below``:
+    the same where ``b``'s band lies above ``a``'s (the curves cross), or ``None``.
+    """
+
+    a: Any
+    b: Any
+    above: tuple[int, float, float]
+    below: tuple[int, float, float] | None
+
+    def text(self, total: int) -> str:
+        n, lo, hi = self.above
+        line = f"{self.a} over {self.b} at {lo:.2f}-{hi:.2f} % ({n} of {total} errors"
+        if self.below:
+            m, blo, bhi = self.below
+            line += f"; reverse at {blo:.2f}-{bhi:.2f} %, {m} errors"
+        return line + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": _jsonable_value(self.a),
+            "b": _jsonable_value(self.b),
+            "above": list(self.above),
+            "below": None if self.below is None else list(self.below),
+        }
+
+
+@dataclass(frozen=True)
+class BandedEDFs:
+    """Error EDFs of some groups on one grid, each with its bootstrap band.
+
+    Attributes:
+        param: what split the models (``pool``, ``pos``, or ``study`` for a comparison).
+        weighting: ``plain``, ``gflops`` or ``params`` (`WEIGHTINGS`).
+        grid: the pooled distinct errors, where every EDF and band is evaluated.
+        groups: one per value, sorted by value (or in given order).
+        thresholds: the errors the shares are read at.
+        separations: for each pair of groups whose bands separate somewhere.
+        level, n_boot, seed: the bootstrap (resampling architectures within each group).
+        dropped: per group, models outside the common complexity support (weight 0).
+        note: why the weighting could not be applied (then ``groups`` is empty), or ``""``.
+    """
+
+    param: str
+    weighting: str
+    grid: np.ndarray
+    groups: list[GroupBand]
+    thresholds: list[float]
+    separations: list[Separation]
+    level: float
+    n_boot: int
+    seed: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+    def verdict(self) -> str:
+        """One line: which groups' bands separate, and where; or that none do."""
+        if self.note:
+            return self.note
+        if len(self.groups) < 2:
+            return "one group: nothing to compare"
+        pct = f"{self.level:.0%}"
+        if not self.separations:
+            return f"the {pct} bands overlap at every error: no difference resolved"
+        parts = [x.text(self.grid.size) for x in self.separations]
+        pairs = len(self.groups) * (len(self.groups) - 1) // 2
+        rest = pairs - len(self.separations)
+        return (
+            f"{pct} bands separate (pointwise, no multiplicity correction): "
+            + "; ".join(parts)
+            + (f"; the other {rest} pair(s) overlap everywhere" if rest else "")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "param": self.param,
+            "weighting": self.weighting,
+            "grid": self.grid.tolist(),
+            "groups": [g.to_dict() for g in self.groups],
+            "thresholds": self.thresholds,
+            "separations": [x.to_dict() for x in self.separations],
+            "verdict": self.verdict(),
+            "level": self.level,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+            "dropped": self.dropped,
+            "note": self.note,
+        }
+
+
+def _median(e: np.ndarray, w: np.ndarray | None) -> float:
+    if w is not None and not np.sum(w) > 0:
+        return float("nan")
+    return weighted_quantile(e, 0.5, w)
+
+
+def banded_edfs(
+    errors: Sequence[float] | np.ndarray,
+    groups: Sequence[Hashable],
+    *,
+    complexity: Sequence[float] | np.ndarray | None = None,
+    weighting: str = "plain",
+    param: str = "",
+    thresholds: Sequence[float] | None = None,
+    bins: int | None = None,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    sort: bool = True,
+) -> BandedEDFs:
+    """Error EDFs of each group with pointwise percentile-bootstrap bands.
+
+    The bootstrap (`dimsearch.stats.bootstrap_band`) resamples architectures with
+    replacement within each group; with a complexity, every replicate recomputes the
+    normalisation weights (`complexity_weights`, pycls's uniform target, on the bins of the
+    full sample), so the band also carries the uncertainty of the reweighting. Each group's
+    EDF, median and shares at ``thresholds`` come from the same replicates.
+
+    Args:
+        errors: one error (%) per architecture.
+        groups: the group of each.
+        complexity: GFLOPs or parameter count of each (needed unless ``weighting="plain"``).
+        weighting: ``plain``, ``gflops`` or ``params``; only names the complexity here.
+        param: what the groups are values of (for labels).
+        thresholds: errors to read shares at (``None``: the pooled 10/25/50 % quantiles,
+            rounded to 0.1).
+        bins: complexity bins (``None``: `default_bins`).
+        level, n_boot, seed: the bootstrap.
+        sort: sort groups by value (else in order of first appearance).
+    """
+    from dimsearch.stats import bootstrap_band
+
+    if weighting not in WEIGHTINGS:
+        raise AnalysisError(f"weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}")
+    e = np.asarray(errors, dtype=float)
+    g = list(groups)
+    if e.ndim != 1 or e.size == 0 or len(g) != e.size:
+        raise AnalysisError(
+            f"`len(groups) == len(errors) > 0` must hold, got {len(g)} and {e.size}"
+        )
+    labels = list(dict.fromkeys(g))
+    if sort:
+        labels.sort(key=_sort_key)
+    if thresholds is None:
+        thresholds = sorted({round(weighted_quantile(e, q), 1) for q in SHARE_QUANTILES})
+    ts = [float(t) for t in thresholds]
+    grid = np.unique(e)
+    common = dict(param=param, weighting=weighting, grid=grid, thresholds=ts, level=level)
+    common.update(n_boot=n_boot, seed=seed)
+    edges, norm = None, None
+    c = None
+    if weighting != "plain":
+        if complexity is None:
+            raise AnalysisError(f"weighting by {weighting} needs the {weighting} of every model")
+        c = np.asarray(complexity, dtype=float)
+        try:
+            norm = complexity_weights(c, g, bins=bins, what=weighting)
+        except AnalysisError as err:
+            return BandedEDFs(groups=[], separations=[], note=str(err), **common)
+        edges = norm.edges
+    members = {lab: np.array([x == lab for x in g]) for lab in labels}
+    width = grid.size + 1 + len(ts)
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        ei, gi = e[idx], [g[i] for i in idx]
+        w = None
+        if c is not None:
+            try:
+                w = complexity_weights(c[idx], gi, edges=edges, what=weighting).weights
+            except AnalysisError:
+                return np.full(width * len(labels), np.nan)
+        out = []
+        for lab in labels:
+            m = np.array([x == lab for x in gi])
+            wm = None if w is None else w[m]
+            if wm is not None and not np.sum(wm) > 0:
+                out.append(np.full(width, np.nan))
+                continue
+            f = error_edf(ei[m], wm, grid)[1]
+            sh = error_edf(ei[m], wm, ts)[1]
+            out.append(np.concatenate([f, [_median(ei[m], wm)], sh]))
+        return np.concatenate(out)
+
+    lo, hi = bootstrap_band(g, stat, n_boot=n_boot, level=level, seed=seed)
+    center = stat(np.arange(e.size))
+    bands = []
+    for k, lab in enumerate(labels):
+        sl = slice(k * width, (k + 1) * width)
+        cf, cl, ch = center[sl], lo[sl], hi[sl]
+        m = members[lab]
+        w = None if norm is None else norm.weights[m]
+        n_eff = float(m.sum()) if w is None else float(w.sum() ** 2 / np.sum(w**2))
+        n = grid.size
+        bands.append(
+            GroupBand(
+                value=lab,
+                n=int(m.sum()),
+                n_effective=n_eff,
+                f=cf[:n],
+                lo=cl[:n],
+                hi=ch[:n],
+                median=(float(cf[n]), float(cl[n]), float(ch[n])),
+                shares={
+                    t: (float(cf[n + 1 + i]), float(cl[n + 1 + i]), float(ch[n + 1 + i]))
+                    for i, t in enumerate(ts)
+                },
+            )
+        )
+    dropped = {} if norm is None else {str(k): v for k, v in norm.dropped.items() if v}
+    return BandedEDFs(
+        groups=bands, separations=_separations(bands, grid), dropped=dropped, **common
+    )
+
+
+def _separations(bands: list[GroupBand], grid: np.ndarray) -> list[Separation]:
+    """Each pair of groups whose bands are apart at some grid error (pointwise)."""
+
+    def apart(x: GroupBand, y: GroupBand) -> tuple[int, float, float] | None:
+        with np.errstate(invalid="ignore"):
+            where = x.lo > y.hi
+        if not where.any():
+            return None
+        at = grid[where]
+        return int(where.sum()), float(at.min()), float(at.max())
+
+    out = []
+    for i, x in enumerate(bands):
+        for y in bands[i + 1 :]:
+            xy, yx = apart(x, y), apart(y, x)
+            if xy is None and yx is None:
+                continue
+            if xy is None or (yx is not None and yx[0] > xy[0]):
+                out.append(Separation(y.value, x.value, yx, xy))
+            else:
+                out.append(Separation(x.value, y.value, xy, yx))
+    return sorted(out, key=lambda x: -x.above[0])
+
+
+def edf_bands_by_choice(
+    pts: DesignPoints,
+    param: str,
+    *,
+    weightings: Sequence[str] = WEIGHTINGS,
+    thresholds: Sequence[float] | None = None,
+    bins: int | None = None,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[BandedEDFs]:
+    """`banded_edfs` per value of ``param``, once per weighting (plain, by GFLOPs, by params).
+
+    Points without ``param`` are left out (it does not apply to them); a weighting whose
+    complexity some point lacks (params of an older study) comes back with a ``note``.
+    Thresholds default to the pooled quantiles of the points that have ``param``, shared by
+    every weighting so the tables line up.
+
+    Raises:
+        AnalysisError: no point, or none with ``param``.
+    """
+    if len(pts) == 0:
+        raise AnalysisError("no architecture with an accuracy and GFLOPs to analyse")
+    has = np.array([param in v for v in pts.values])
+    if not has.any():
+        raise AnalysisError(f"no architecture has a value for {param!r}")
+    sub = pts.subset(has)
+    groups = [v[param] for v in sub.values]
+    if thresholds is None:
+        thresholds = sorted({round(weighted_quantile(sub.errors, q), 1) for q in SHARE_QUANTILES})
+    out = []
+    for wt in weightings:
+        cx = {"plain": None, "gflops": sub.gflops, "params": sub.params}.get(wt)
+        if wt == "params" and (cx is None or not np.all(np.isfinite(cx))):
+            grid = np.unique(sub.errors)
+            out.append(
+                BandedEDFs(
+                    param,
+                    wt,
+                    grid,
+                    [],
+                    list(thresholds),
+                    [],
+                    level,
+                    n_boot,
+                    seed,
+                    note="no parameter count for every model: not normalised by params",
+                )
+            )
+            continue
+        out.append(
+            banded_edfs(
+                sub.errors,
+                groups,
+                complexity=cx,
+                weighting=wt,
+                param=param,
+                thresholds=thresholds,
+                bins=bins,
+                level=level,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        )
+    return out

@@ -26,9 +26,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dimsearch._values import is_number
 from dimsearch.analysis.edf import (
+    BandedEDFs,
     ChoiceEDF,
     Comparison,
     Trend,
+    edf_bands_by_choice,
     edf_by_choice,
     error_edf,
     summarize,
@@ -424,11 +426,13 @@ def plot_edf(points: DesignPoints, path: Path, *, title: str = "") -> EDFFigure:
 
 @dataclass
 class ChoiceFigure:
-    """EDFs split by one categorical choice, raw (left) and complexity-normalised (right).
+    """EDFs split by one categorical choice with 95 % bootstrap bands: plain, normalised by
+    GFLOPs, normalised by parameter count (one panel each).
 
     Attributes:
         path: the PNG.
-        choice: the statistics (`ChoiceEDF`).
+        choice: the summaries (`ChoiceEDF`: mean, quantiles, area, raw and FLOPs-normalised).
+        bands: the banded EDFs, one per weighting (`edf_bands_by_choice`).
         curves: per value (as a string), ``raw`` and ``normalized`` staircases
             (``{"error", "F"}``; ``normalized`` is ``None`` without normalisation).
         note: why normalisation is missing, if it is.
@@ -436,6 +440,7 @@ class ChoiceFigure:
 
     path: Path
     choice: ChoiceEDF
+    bands: list[BandedEDFs]
     curves: dict[str, dict[str, dict[str, list[float]] | None]]
     note: str = ""
 
@@ -443,56 +448,94 @@ class ChoiceFigure:
         return {
             "path": self.path.name,
             **self.choice.to_dict(),
+            "bands": [b.to_dict() for b in self.bands],
             "curves": self.curves,
             "note": self.note,
         }
 
 
+_WEIGHTING_TITLES = {
+    "plain": "plain",
+    "gflops": "normalised by GFLOPs",
+    "params": "normalised by params",
+}
+
+
+def draw_bands(ax: Any, bands: BandedEDFs) -> None:
+    """Each group's EDF as a staircase over the shared grid, its band shaded behind it."""
+    if bands.note:
+        ax.text(
+            0.5,
+            0.5,
+            bands.note,
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=8,
+            transform=ax.transAxes,
+        )
+        return
+    x = np.concatenate([[bands.grid[0]], bands.grid])
+    for k, g in enumerate(bands.groups):
+        f = np.concatenate([[0.0], g.f])
+        lo = np.nan_to_num(np.concatenate([[0.0], g.lo]), nan=0.0)
+        hi = np.nan_to_num(np.concatenate([[0.0], g.hi]), nan=1.0)
+        ax.fill_between(x, lo, hi, step="post", color=f"C{k}", alpha=0.18, lw=0)
+        n = f"n={g.n}" if bands.weighting == "plain" else f"n_eff={g.n_effective:.1f}"
+        ax.step(x, f, where="post", color=f"C{k}", label=f"{g.value} ({n})")
+
+
 def plot_choice_edf(
-    points: DesignPoints, param: str, path: Path, *, bins: int | None = None
+    points: DesignPoints,
+    param: str,
+    path: Path,
+    *,
+    bins: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> ChoiceFigure:
-    """EDF per value of ``param`` (pooling, pos encoding, stem, sr kind, head mix...)."""
+    """EDF per value of ``param`` (pooling, pos encoding, stem, sr kind, head mix...), with
+    bootstrap bands, plain and complexity-normalised by GFLOPs and by params."""
     ch = edf_by_choice(points, param, bins=bins)
+    bands = edf_bands_by_choice(points, param, bins=bins, n_boot=n_boot, seed=seed)
     curves: dict[str, dict[str, dict[str, list[float]] | None]] = {}
-    fig = _figure(11, 4.2)
-    a_raw, a_norm = fig.subplots(1, 2, sharex=True, sharey=True)
-    for k, g in enumerate(ch.groups):
+    for g in ch.groups:
         xs, ys = _steps(g.errors, None)
         entry: dict[str, dict[str, list[float]] | None] = {
             "raw": {"error": xs, "F": ys},
             "normalized": None,
         }
-        a_raw.step(xs, ys, where="post", color=f"C{k}", label=f"{g.value} (n={g.raw.n})")
         if g.weights is not None:
             nx, ny = _steps(g.errors, g.weights)
             entry["normalized"] = {"error": nx, "F": ny}
-            a_norm.step(
-                nx,
-                ny,
-                where="post",
-                color=f"C{k}",
-                label=f"{g.value} (n_eff={g.normalized.n_effective:.1f})",
-            )
         curves[str(g.value)] = entry
+    fig = _figure(4.2 * len(bands) + 0.6, 4.2)
+    axes = np.atleast_1d(fig.subplots(1, len(bands), sharex=True, sharey=True))
+    for ax, b in zip(axes, bands, strict=True):
+        draw_bands(ax, b)
+        ax.set_xlabel("error (%)")
+        ax.set_title(f"{param}: {_WEIGHTING_TITLES[b.weighting]}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 1.02)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("cumulative share of models")
+    source = "sample" if points.is_sample else "optimizer's trials (not a uniform sample)"
+    fig.suptitle(
+        f"error EDF by {param}, {bands[0].level:.0%} bootstrap bands ({n_boot} resamples of "
+        f"the architectures, seed {seed}); {source}",
+        fontsize=9,
+    )
     note = ""
     if ch.normalization is None:
         note = "no FLOPs bin holds samples of every value: normalised EDFs not drawn"
-        a_norm.text(0.5, 0.5, note, ha="center", va="center", wrap=True, transform=a_norm.transAxes)
     else:
         dropped = {k: v for k, v in ch.normalization.dropped.items() if v}
         if dropped:
             note = "outside the common FLOPs support (weight 0): " + ", ".join(
                 f"{k}: {v}" for k, v in dropped.items()
             )
-    for ax, title in ((a_raw, "raw"), (a_norm, "complexity-normalised")):
-        ax.set_xlabel("proxy error (%)")
-        ax.set_title(f"{param}: {title}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.set_ylim(0, 1.02)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="lower right")
-    a_raw.set_ylabel("cumulative share of models")
-    return ChoiceFigure(_save(fig, path), ch, curves, note)
+    return ChoiceFigure(_save(fig, path), ch, bands, curves, note)
 
 
 @dataclass
@@ -564,32 +607,35 @@ class CompareFigure:
 
 
 def plot_compare(comparison: Comparison, path: Path) -> CompareFigure:
-    """Overlay the studies' EDFs, complexity-normalised to their pooled FLOPs distribution."""
-    fig = _figure()
-    ax = fig.add_subplot()
+    """The spaces' EDFs with bootstrap bands: plain, normalised by GFLOPs, by params."""
     curves: dict[str, dict[str, dict[str, list[float]] | None]] = {}
-    for k, g in enumerate(comparison.groups):
+    for g in comparison.groups:
         xs, ys = _steps(g.errors, None)
         entry: dict[str, dict[str, list[float]] | None] = {
             "raw": {"error": xs, "F": ys},
             "normalized": None,
         }
-        ax.step(xs, ys, where="post", color=f"C{k}", ls="--", alpha=0.5, label=f"{g.value} raw")
         if g.weights is not None:
             nx, ny = _steps(g.errors, g.weights)
             entry["normalized"] = {"error": nx, "F": ny}
-            ax.step(nx, ny, where="post", color=f"C{k}", lw=2, label=f"{g.value} normalised")
         curves[str(g.value)] = entry
-    for t in comparison.thresholds:
-        ax.axvline(t, color="0.5", ls=":", lw=0.8)
-    ax.set_xlabel("proxy error (%)")
-    ax.set_ylabel("cumulative share of models")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    kind = "complexity-normalised" if comparison.normalization is not None else "raw only"
+    bands = comparison.bands
+    fig = _figure(4.2 * max(1, len(bands)) + 0.6, 4.2)
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(bands)), sharex=True, sharey=True))
+    for ax, b in zip(axes, bands, strict=False):
+        draw_bands(ax, b)
+        ax.set_title(_WEIGHTING_TITLES[b.weighting], fontsize=10)
+    for ax in axes:
+        for t in comparison.thresholds:
+            ax.axvline(t, color="0.5", ls=":", lw=0.8)
+        ax.set_xlabel("error (%)")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("cumulative share of models")
     names = " vs ".join(str(g.value) for g in comparison.groups)
-    ax.set_title(f"{names}: error EDFs ({kind})")
+    fig.suptitle(f"{names}: error EDFs, 95 % bootstrap bands", fontsize=10)
     return CompareFigure(_save(fig, path), comparison, curves)
 
 

@@ -25,16 +25,29 @@ from dimsearch import zoo
 from dimsearch.analysis._describe import arch_of
 from dimsearch.config import ArchConfig
 from dimsearch.errors import DimsearchError
-from dimsearch.search.study import Attr, number_attr, objectives_of
+from dimsearch.search.sample import SampleTable
+from dimsearch.search.study import SAMPLE_TAG, Attr, number_attr, objectives_of
 
 __all__ = [
+    "TRIALS_NOTE",
     "AnalysisError",
     "DesignPoints",
     "accuracy_index",
     "choice_kinds",
     "design_points",
+    "points_of",
+    "sample_points",
+    "source_note",
     "study_points",
 ]
+
+# What every EDF drawn from a search says about itself: TPE concentrates its trials where it
+# found good models and the early stopper removes the bad ones before the last epoch, so the
+# EDF of a search's COMPLETE trials is shifted left of the space's and says little about it.
+TRIALS_NOTE = (
+    "drawn from the optimizer's trials (TPE-biased, early-stopped excluded): not a uniform "
+    "sample; use `dimsearch sample`"
+)
 
 
 class AnalysisError(DimsearchError):
@@ -57,6 +70,10 @@ class DesignPoints:
             head dim), where the params do not already name them.
         labels: per trial, the zoo label of a seed (``PiT-Ti``) or ``""``.
         excluded: trials left out, by reason (``pruned``, ``fail``, ``running``, ``no gflops``).
+        params: parameter counts (NaN where a trial recorded none), or ``None``.
+        source: ``sample`` (one point per architecture of a design-space sample, `sample_points`)
+            or ``trials`` (an optimizer's COMPLETE trials, `design_points`): only a sample is
+            an unbiased draw from the space; `source_note` says so.
     """
 
     numbers: np.ndarray
@@ -65,9 +82,15 @@ class DesignPoints:
     values: list[dict[str, Any]]
     labels: list[str]
     excluded: dict[str, int] = field(default_factory=dict)
+    params: np.ndarray | None = None
+    source: str = "trials"
 
     def __len__(self) -> int:
         return int(self.numbers.size)
+
+    @property
+    def is_sample(self) -> bool:
+        return self.source == "sample"
 
     def subset(self, mask: np.ndarray) -> DesignPoints:
         keep = np.flatnonzero(mask)
@@ -78,6 +101,8 @@ class DesignPoints:
             [self.values[i] for i in keep],
             [self.labels[i] for i in keep],
             dict(self.excluded),
+            None if self.params is None else self.params[keep],
+            self.source,
         )
 
 
@@ -98,7 +123,7 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
             docstring for why PRUNED trials are not).
         accuracy_index: position of ``accuracy`` among the study's objectives.
     """
-    numbers, errors, flops, values, labels = [], [], [], [], []
+    numbers, errors, flops, values, labels, params = [], [], [], [], [], []
     excluded: dict[str, int] = {}
     for t in trials:
         if t.state != TrialState.COMPLETE or t.values is None:
@@ -113,6 +138,8 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
         numbers.append(t.number)
         errors.append(100.0 - float(acc))
         flops.append(float(g))
+        p = number_attr(t.user_attrs, Attr.PARAMS)
+        params.append(float(p) if p is not None and p > 0 else math.nan)
         values.append({**_derived(arch_of(t.user_attrs)), **t.params})
         labels.append(zoo.label(t.user_attrs.get(Attr.SEED)))
     return DesignPoints(
@@ -122,7 +149,66 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
         values,
         labels,
         excluded,
+        np.asarray(params, dtype=float),
+        "trials",
     )
+
+
+def sample_points(table: SampleTable) -> DesignPoints:
+    """One point per architecture of a design-space sample (`SampleTable`).
+
+    An architecture trained with several seeds (a repeat) is one model of the space, so it
+    counts once, at the mean of its runs' final errors (error = 100 - accuracy at the last
+    epoch); counting each run would give the repeated tenth of the sample ten times the say.
+    Architectures without a FLOPs figure are counted in ``excluded`` (``no gflops``).
+    """
+    numbers, errors, flops, values, labels, params = [], [], [], [], [], []
+    excluded = dict(table.excluded)
+    for runs in table.groups():
+        first = runs[0]
+        if first.gflops is None or not first.gflops > 0:
+            excluded["no gflops"] = excluded.get("no gflops", 0) + 1
+            continue
+        try:
+            cfg = ArchConfig.from_dict(first.arch)
+        except DimsearchError:
+            cfg = None
+        numbers.append(first.number)
+        errors.append(100.0 - float(np.mean([r.accuracy for r in runs])))
+        flops.append(float(first.gflops))
+        params.append(float(first.params) if first.params else math.nan)
+        values.append({**_derived(cfg), **first.optuna_params})
+        labels.append(zoo.label(first.seed))
+    return DesignPoints(
+        np.asarray(numbers, dtype=int),
+        np.asarray(errors, dtype=float),
+        np.asarray(flops, dtype=float),
+        values,
+        labels,
+        excluded,
+        np.asarray(params, dtype=float),
+        "sample",
+    )
+
+
+def source_note(points: DesignPoints) -> str:
+    """What the points are a draw of, in one line (the warning when they are trials)."""
+    if points.is_sample:
+        return (
+            f"drawn from a design-space sample: {len(points)} architectures, each trained the "
+            f"full budget (mean over repeats)"
+        )
+    return TRIALS_NOTE
+
+
+def points_of(source: optuna.Study | SampleTable) -> DesignPoints:
+    """The design points of a sample table, a sample study (tagged `SAMPLE_TAG` by
+    `dimsearch sample`) or, failing both, a search's COMPLETE trials (see `TRIALS_NOTE`)."""
+    if isinstance(source, SampleTable):
+        return sample_points(source)
+    if source.user_attrs.get(SAMPLE_TAG) is not None:
+        return sample_points(SampleTable.from_study(source))
+    return study_points(source)
 
 
 def _param_order(name: str) -> tuple[int, str, int]:

@@ -24,8 +24,15 @@ import optuna
 
 from dimsearch.analysis import figures as F
 from dimsearch.analysis._describe import arch_line, arch_of
-from dimsearch.analysis.edf import EDFSummary
-from dimsearch.analysis.points import AnalysisError, choice_kinds, study_points
+from dimsearch.analysis.edf import BandedEDFs, EDFSummary
+from dimsearch.analysis.points import (
+    TRIALS_NOTE,
+    AnalysisError,
+    choice_kinds,
+    points_of,
+    source_note,
+)
+from dimsearch.search.sample import SampleTable
 from dimsearch.search.show import accuracy_text
 from dimsearch.search.study import Attr, objectives_of, state_counts, study_rows
 
@@ -105,6 +112,8 @@ def write_report(
     reference: Sequence[float] | None = None,
     bins: int | None = None,
     seed: int = 0,
+    sample: SampleTable | None = None,
+    n_boot: int = 1000,
 ) -> Report:
     """Write the report of ``study`` into ``out_dir`` (created; files there are replaced).
 
@@ -114,7 +123,11 @@ def write_report(
         reference: hypervolume reference point in the objectives' units (default: the worst
             completed values padded by 10 % of their range; see `hypervolume_history`).
         bins: FLOPs bins of the complexity normalisation (default: `default_bins`).
-        seed: seed of the bootstrap intervals, so two reports of one study agree.
+        seed: seed of the bootstrap intervals and bands, so two reports of one study agree.
+        sample: a design-space sample of the same space to draw the design-space statistics
+            from. ``None``: the study's own sample if it is one (tagged by `dimsearch sample`),
+            else its COMPLETE trials, and the page says those are not a uniform sample.
+        n_boot: bootstrap resamples of the EDF bands.
 
     Each figure that cannot be drawn (no completed trial, a single value) is left out with a
     note on the page and in `Report.notes`; the report itself is always written.
@@ -133,7 +146,10 @@ def write_report(
     summary["compute_hours"] = (figs["hypervolume"].history.seconds or [0.0])[-1] / 3600.0
     figs["importances"] = F.plot_importances(study, out / "importances.png")
     notes += [f"importances: {n}" for n in figs["importances"].notes]
-    points = study_points(study)
+    points = points_of(sample if sample is not None else study)
+    summary["edf_source"] = {"kind": points.source, "note": source_note(points)}
+    if not points.is_sample:
+        notes.append(f"design-space statistics: {TRIALS_NOTE}")
     categorical, numeric = choice_kinds(points)
     figs["edf"] = None
     figs["choices"] = []
@@ -143,7 +159,11 @@ def write_report(
         for param in categorical:
             name = "edf_" + param.replace(".", "_") + ".png"
             try:
-                figs["choices"].append(F.plot_choice_edf(points, param, out / name, bins=bins))
+                figs["choices"].append(
+                    F.plot_choice_edf(
+                        points, param, out / name, bins=bins, n_boot=n_boot, seed=seed
+                    )
+                )
             except AnalysisError as err:
                 notes.append(f"EDF by {param}: {err}")
         if numeric:
@@ -341,6 +361,54 @@ def _edf_table(fig: F.ChoiceFigure) -> str:
     return _table(header, rows, left=(0,))
 
 
+def band_rows(bands: BandedEDFs) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a banded-EDF table: per group n (or n_eff), the median error and the
+    share of models under each threshold, each with its bootstrap interval. The CLI prints the
+    same rows."""
+    header = [
+        "value",
+        "n" if bands.weighting == "plain" else "n_eff",
+        "median error %",
+        *(f"% ≤ {t:g}" for t in bands.thresholds),
+    ]
+    rows = []
+    for g in bands.groups:
+        m, lo, hi = g.median
+        rows.append(
+            [
+                str(g.value),
+                str(g.n) if bands.weighting == "plain" else f"{g.n_effective:.1f}/{g.n}",
+                f"{m:.2f} [{lo:.2f},{hi:.2f}]",
+                *(
+                    f"{100 * f:.0f} [{100 * flo:.0f},{100 * fhi:.0f}]"
+                    for f, flo, fhi in (g.shares[t] for t in bands.thresholds)
+                ),
+            ]
+        )
+    return header, rows
+
+
+def _bands_html(bands: list[BandedEDFs]) -> str:
+    parts = []
+    for b in bands:
+        title = {
+            "plain": "plain",
+            "gflops": "normalised by GFLOPs",
+            "params": "normalised by params",
+        }
+        parts.append(f"<p><b>{escape(title[b.weighting])}</b>: {escape(b.verdict())}</p>")
+        if b.groups:
+            header, rows = band_rows(b)
+            parts.append(_table(header, rows, left=(0,)))
+        if b.dropped:
+            parts.append(
+                '<p class="note">outside the common complexity support (weight 0): '
+                + escape(", ".join(f"{k}: {v}" for k, v in b.dropped.items()))
+                + "</p>"
+            )
+    return "".join(parts)
+
+
 def _html(
     study: optuna.Study,
     summary: dict[str, Any],
@@ -418,12 +486,22 @@ def _html(
         "<code>F(e)</code> is the share of completed models with proxy error ≤ e (error = 100 − "
         "accuracy); a curve further left and higher is a better space. Because a choice that "
         "makes models bigger also makes them better, per-choice EDFs are also shown "
-        "<em>complexity-normalised</em>: samples are reweighted so every value has the same "
-        "(pooled) log-GFLOPs histogram, over the FLOPs bins all values share. <em>area</em> is "
-        "the area under F over the pooled error range (1 = all at the lowest error); "
-        "<em>n_eff</em> the effective sample size after reweighting. Only COMPLETE trials "
-        "count: pruned ones were trained for fewer epochs (or not at all).</p>",
+        "<em>complexity-normalised</em> (pycls's rule): log-complexity (GFLOPs, or params) is "
+        "binned, each model weighs 1 / (its value's count in its bin), normalised within the "
+        "value, over the bins all values share, so every value has the same (uniform) "
+        "complexity histogram. Bands are pointwise 95 % percentile-bootstrap bands over the "
+        "error grid, resampling architectures within each value (weights recomputed in every "
+        "resample; fixed seed); the median and the shares under a few errors carry intervals "
+        "from the same resamples. <em>area</em> is the area under F over the pooled error "
+        "range (1 = all at the lowest error); <em>n_eff</em> the effective sample size after "
+        "reweighting. From a study's trials only COMPLETE ones count: pruned ones were "
+        "trained for fewer epochs (or not at all).</p>",
     ]
+    src = summary.get("edf_source") or {}
+    if src.get("kind") == "sample":
+        parts.append(f"<p><b>Source:</b> {escape(src['note'])}.</p>")
+    elif src:
+        parts.append(f'<p class="note"><b>Source:</b> {escape(src["note"])}.</p>')
     if excluded:
         parts.append(
             '<p class="note">Not in the statistics: '
@@ -459,6 +537,8 @@ def _html(
             )
         if ch.note:
             parts.append(f'<p class="note">{escape(ch.note)}</p>')
+        parts.append(_bands_html(ch.bands))
+        parts.append("<p>Summaries (raw and normalised by GFLOPs):</p>")
         parts.append(_edf_table(ch))
     if figs["trends"] is not None:
         parts.append("<h3>Numeric choices</h3>")

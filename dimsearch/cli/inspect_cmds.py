@@ -1,4 +1,4 @@
-"""Commands that inspect a study and take results away: `dashboard`, `report`, `compare`."""
+"""Commands that inspect a study and take results away: `dashboard`, `report`, `compare`, `edf`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from dimsearch.errors import DimsearchError
 if TYPE_CHECKING:
     import optuna
 
+    from dimsearch.analysis.edf import BandedEDFs
+    from dimsearch.analysis.points import DesignPoints
+
 STUDY_HELP = "Space name, studies/<name>.db, or the space YAML."
+SOURCE_HELP = (
+    "A design-space sample table (.json, .json.gz), or a study (space name, studies/<name>.db, "
+    "space YAML): a sample study (`dimsearch sample`) gives its sample, any other its "
+    "COMPLETE trials (not a uniform sample)."
+)
 
 
 def _open(study: str, storage: str | None) -> optuna.Study:
@@ -22,6 +30,56 @@ def _open(study: str, storage: str | None) -> optuna.Study:
 
     name, default_storage = study_name_of(study)
     return open_study(name, storage or default_storage)
+
+
+def _points(target: str, storage: str | None) -> tuple[str, DesignPoints]:
+    """(name, design points) of a sample table file or a study (see `points_of`)."""
+    from dimsearch.analysis.points import points_of
+    from dimsearch.search.sample import SUFFIXES, SampleTable
+
+    if target.endswith(SUFFIXES):
+        table = SampleTable.load(target)
+        return table.study, points_of(table)
+    st = _open(target, storage)
+    return st.study_name, points_of(st)
+
+
+def _print_source(name: str, pts: DesignPoints) -> None:
+    from dimsearch.analysis.points import source_note
+
+    if pts.is_sample:
+        console.print(f"{escape(name)}: {escape(source_note(pts))}", soft_wrap=True)
+    else:
+        console.print(
+            f"[yellow]warning:[/] {escape(name)}: {escape(source_note(pts))}", soft_wrap=True
+        )
+
+
+def _print_bands(bands: BandedEDFs, title: str) -> None:
+    from rich.table import Table
+
+    from dimsearch.analysis.report import band_rows
+
+    kind = {"plain": "plain", "gflops": "normalised by GFLOPs", "params": "normalised by params"}
+    table = Table(title=f"{escape(title)}: error EDF, {kind[bands.weighting]}")
+    if bands.groups:
+        header, rows = band_rows(bands)
+        for i, col in enumerate(header):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        table.caption = (
+            f"\\[lo,hi]: {bands.level:.0%} percentile bootstrap over architectures "
+            f"({bands.n_boot} resamples, seed {bands.seed}); % ≤ e: share of models with "
+            "error ≤ e %"
+        )
+        console.print(table)
+    if bands.dropped:
+        console.print(
+            "outside the common complexity support (weight 0): "
+            + ", ".join(f"{k}: {v}" for k, v in bands.dropped.items())
+        )
+    console.print(f"verdict: {escape(bands.verdict())}", soft_wrap=True)
 
 
 def _artifact_dir(storage_url: str | None, name: str) -> Path:
@@ -109,15 +167,33 @@ def report(
         "0,3,50 (default: worst completed values + 10% of their range).",
     ),
     bins: int = typer.Option(None, min=1, help="FLOPs bins of the complexity normalisation."),
+    sample: str = typer.Option(
+        None,
+        help="Draw the design-space statistics from this sample (a table .json or a sample "
+        "study) instead of the study's trials. Default: the study itself if it is a sample.",
+    ),
+    sample_storage: str = typer.Option(None, help="Optuna storage URL of a study --sample."),
+    boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of the EDF bands."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
 ) -> None:
     """Write a static HTML report of a study: fronts, hypervolume, importances, EDFs."""
     from rich.table import Table
 
     from dimsearch.analysis.report import write_report
+    from dimsearch.search.sample import open_sample
 
     with user_errors():
         st = _open(study, storage)
-        rep = write_report(st, out, reference=_floats(reference, "--reference"), bins=bins)
+        table = open_sample(sample, sample_storage) if sample else None
+        rep = write_report(
+            st,
+            out,
+            reference=_floats(reference, "--reference"),
+            bins=bins,
+            seed=seed,
+            sample=table,
+            n_boot=boot,
+        )
     s = rep.summary
     table = Table(title=f"{s['study']}: report", show_header=False)
     table.add_column("", style="dim")
@@ -132,6 +208,7 @@ def report(
         )
     table.add_row("Pareto front", f"{s['front_size']} trials")
     table.add_row("hypervolume", f"{s['hypervolume']:.4g}")
+    table.add_row("design-space statistics", s["edf_source"]["note"])
     console.print(table)
     for note in rep.notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -143,8 +220,8 @@ def report(
 
 @app.command()
 def compare(
-    study_a: str = typer.Argument(..., help=STUDY_HELP),
-    study_b: str = typer.Argument(..., help=STUDY_HELP),
+    study_a: str = typer.Argument(..., help=SOURCE_HELP),
+    study_b: str = typer.Argument(..., help=SOURCE_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for compare.png and data."),
     storage_a: str = typer.Option(None, help="Storage of STUDY_A (default studies/<name>.db)."),
     storage_b: str = typer.Option(None, help="Storage of STUDY_B (default studies/<name>.db)."),
@@ -154,23 +231,24 @@ def compare(
         "10/25/50 % quantiles).",
     ),
     bins: int = typer.Option(None, min=1, help="FLOPs bins of the complexity normalisation."),
+    boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of the EDF bands."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
 ) -> None:
-    """Compare two design spaces: their error EDFs, normalised to one FLOPs distribution."""
+    """Compare two design spaces: their error EDFs with bootstrap bands, plain and normalised
+    to one complexity distribution. Samples (`dimsearch sample`) give unbiased EDFs."""
     import json
 
     from rich.table import Table
 
     from dimsearch.analysis.edf import compare_points
     from dimsearch.analysis.figures import plot_compare
-    from dimsearch.analysis.points import study_points
 
     with user_errors():
-        a, b = _open(study_a, storage_a), _open(study_b, storage_b)
-        la, lb = a.study_name, b.study_name
+        (la, pa), (lb, pb) = _points(study_a, storage_a), _points(study_b, storage_b)
         if la == lb:
             la, lb = study_a, study_b
         cmp = compare_points(
-            {la: study_points(a), lb: study_points(b)}, thresholds=threshold or None, bins=bins
+            {la: pa, lb: pb}, thresholds=threshold or None, bins=bins, n_boot=boot, seed=seed
         )
         fig = plot_compare(cmp, Path(out) / "compare.png")
     (Path(out) / "compare.json").write_text(json.dumps(fig.to_dict(), indent=1))
@@ -199,4 +277,79 @@ def compare(
                 "outside the common FLOPs range (weight 0): "
                 + ", ".join(f"{k}: {v}" for k, v in dropped.items())
             )
+    for bands in cmp.bands:
+        _print_bands(bands, f"{la} vs {lb}")
+    _print_source(la, pa)
+    _print_source(lb, pb)
     console.print(f"compare: {fig.path}", soft_wrap=True)
+
+
+@app.command()
+def edf(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    by: str = typer.Option(
+        "pool,pos", "--by", help="Design choices to split by, comma-separated (pool, pos, stem...)."
+    ),
+    storage: str = typer.Option(None, help="Optuna storage URL of a study SOURCE."),
+    threshold: list[float] = typer.Option(
+        None,
+        help="Error threshold (%) for the shares; repeat for several (default: pooled "
+        "10/25/50 % quantiles).",
+    ),
+    weighting: str = typer.Option(
+        "plain,gflops,params",
+        help="Weightings, comma-separated: plain, gflops (complexity-normalised by GFLOPs), "
+        "params (by parameter count).",
+    ),
+    bins: int = typer.Option(None, min=1, help="Complexity bins of the normalisation."),
+    boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of the architectures."),
+    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Error EDFs split by design choices, with bootstrap bands: per value n, median error and
+    the share of models under a few errors, each with its 95% interval, and whether the
+    values' bands separate."""
+    import json
+
+    from dimsearch.analysis.edf import WEIGHTINGS, edf_bands_by_choice
+    from dimsearch.analysis.points import source_note
+
+    params = [p.strip() for p in by.split(",") if p.strip()]
+    kinds = [w.strip() for w in weighting.split(",") if w.strip()]
+    with user_errors():
+        bad = [w for w in kinds if w not in WEIGHTINGS]
+        if bad or not kinds:
+            raise DimsearchError(
+                f"--weighting must be some of {', '.join(WEIGHTINGS)}; got {weighting!r}"
+            )
+        if not params:
+            raise DimsearchError(f"--by must name at least one design choice; got {by!r}")
+        name, pts = _points(source, storage)
+        results = {
+            p: edf_bands_by_choice(
+                pts,
+                p,
+                weightings=kinds,
+                thresholds=threshold or None,
+                bins=bins,
+                n_boot=boot,
+                seed=seed,
+            )
+            for p in params
+        }
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "source": {"name": name, "kind": pts.source, "note": source_note(pts)},
+                    "by": {p: [b.to_dict() for b in bs] for p, bs in results.items()},
+                }
+            )
+        )
+        return
+    _print_source(name, pts)
+    for p, bs in results.items():
+        for bands in bs:
+            _print_bands(bands, f"{name} by {p}")
+    if not pts.is_sample:
+        _print_source(name, pts)
