@@ -40,10 +40,11 @@ __all__ = [
     "check_section",
     "kind_name",
     "section_schema",
+    "shown",
 ]
 
 # int and number are finite and never bools; choice is one of `Rule.choices` (strings); str is
-# any string (``low`` is then its least length).
+# any string (``low`` and ``high`` are then its least and greatest length).
 RULE_KINDS = ("int", "number", "bool", "choice", "str")
 
 _JSON_TYPES = {"int": "integer", "number": "number", "bool": "boolean", "str": "string"}
@@ -91,6 +92,18 @@ def kind_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+_SHOWN = 60  # characters of a rejected value an error repeats; the rest is counted
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to `_SHOWN` characters so an error stays one line."""
+    text = repr(value)
+    if len(text) <= _SHOWN:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:_SHOWN]}...{size}"
+
+
 def _bound(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -102,7 +115,7 @@ class Rule:
     Attributes:
         kind: one of `RULE_KINDS`.
         low, high: bounds of an ``int`` or ``number``; ``None`` means unbounded. For a
-            ``str``, ``low`` is the least length (1: not empty).
+            ``str``, the least and greatest length (``low`` 1: not empty).
         low_open, high_open: the bound itself is excluded (``> 0`` rather than ``>= 0``).
         choices: the names a ``choice`` accepts, in the order messages list them.
         optional: ``null`` is accepted too (meaning "off" or "the default").
@@ -138,6 +151,8 @@ class Rule:
             said = f"one of {list(self.choices)}"
         elif self.kind == "str":
             said = "a non-empty string" if self.low else "a string"
+            if self.high is not None:
+                said += f" of at most {_bound(self.high)} characters"
         else:
             noun = "an integer" if self.kind == "int" else "a number"
             low, high = self.low, self.high
@@ -162,6 +177,7 @@ class Rule:
             return isinstance(value, str) and value in self.choices
         if self.kind == "str":
             ok = isinstance(value, str) and len(value) >= (self.low or 0)
+            ok = ok and (self.high is None or len(value) <= self.high)
         else:
             ok = (is_int(value) if self.kind == "int" else is_number(value)) and self._within(value)
         return ok and (self.test is None or self.test(value))
@@ -175,7 +191,7 @@ class Rule:
     def check(self, value: Any, where: Where) -> None:
         """Raise ``where``'s error, stating the rule and the value, unless ``value`` passes."""
         if not self.accepts(value):
-            raise where.error(f"must be {self.expected}, got {value!r}")
+            raise where.error(f"must be {self.expected}, got {shown(value)}")
 
     def parse(self, value: Any, where: Where) -> Any:
         """A value read from a file, checked and normalised.
@@ -202,6 +218,8 @@ class Rule:
             if self.kind == "str":
                 if self.low:
                     out["minLength"] = self.low
+                if self.high is not None:
+                    out["maxLength"] = self.high
             else:
                 if self.low is not None:
                     out["exclusiveMinimum" if self.low_open else "minimum"] = self.low

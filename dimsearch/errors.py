@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "DimsearchError",
     "LatencyError",
+    "ResourceError",
     "SpaceError",
     "TrainingError",
 ]
@@ -39,6 +40,11 @@ class DataError(DimsearchError):
 
 class LatencyError(DimsearchError, ValueError):
     """Latency settings break a rule, or a prediction lacks the measurements it needs."""
+
+
+class ResourceError(DimsearchError):
+    """What a run needs from the machine is not there: CPUs or GPUs a trial asks for, a
+    device to measure on, a folder to write to, a Ray cluster to join."""
 
 
 class SpaceError(DimsearchError):

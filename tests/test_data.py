@@ -91,8 +91,10 @@ def test_config_round_trips_and_names_bad_keys() -> None:
         DataConfig.from_dict({"colour": 1}, where="space.yaml:data")
     with pytest.raises(DataError, match=r"data\.img_size must be an integer in \[8, 1024\]"):
         DataConfig.from_dict({"img_size": "32"})
-    with pytest.raises(DataError, match=r"data\.num_classes must be a positive integer"):
+    with pytest.raises(DataError, match=r"data\.num_classes must be null or an integer in \[2, "):
         DataConfig.from_dict({"num_classes": True})
+    with pytest.raises(DataError, match=r"data\.num_classes must be .*, got 1$"):  # no classifier
+        DataConfig.from_dict({"num_classes": 1})
     with pytest.raises(DataError, match=r"data\.kind must be one of \['synthetic'"):
         DataConfig.from_dict({"kind": "cifar"})
     with pytest.raises(DataError, match=r"data\.root is required for kind 'imagefolder'"):

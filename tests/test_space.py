@@ -254,7 +254,7 @@ def _load(tmp_path: Path, data: Any, name: str = "bad") -> SearchSpace:
 BAD = [
     ("bool-is-not-int", "arch.heads", True, ["arch.heads", "integer", "True"]),
     ("wrong-type-top", "target_img_size", "224", ["target_img_size", "'224'"]),
-    ("wrong-type-section", "search.max_concurrent", 0, ["search.max_concurrent", ">= 1"]),
+    ("wrong-type-section", "search.max_concurrent", 0, ["search.max_concurrent", "in [1, 1024], got 0"]),
     ("unknown-top-key", "epochs", 3, ["epochs", "known keys", "'early_stopping'"]),
     ("unknown-arch-key", "arch.depht", 3, ["arch.depht", "'depth'"]),
     ("unknown-nested-key", "early_stopping.patience", 2, ["early_stopping.patience"]),
@@ -276,7 +276,7 @@ BAD = [
      ["budgets", "pit_ti: 0.702 GFLOPs > max_gflops 0.5", "pit_xs: ", "pit_s: "]),
     ("objective-unknown", "objectives", ["accuracy", "flops"], ["objectives[1]", "'flops'"]),
     ("objective-no-accuracy", "objectives", ["gflops"], ["objectives", "'accuracy'"]),
-    ("resources-negative", "resources.cpus", -1, ["resources.cpus", "> 0"]),
+    ("resources-negative", "resources.cpus", -1, ["resources.cpus", "in (0, 1024], got -1"]),
     ("gpus-fraction-above-one", "resources.gpus", 1.5, ["resources.gpus"]),
     ("sampler-key-of-other-kind", "sampler.kind", "random", ["sampler.n_startup_trials"]),
     ("sampler-unknown-kind", "sampler.kind", "cmaes", ["sampler.kind", "'nsga2'"]),
@@ -284,7 +284,7 @@ BAD = [
      ["early_stopping.grace_period", "train.epochs"]),
     ("data-error", "data.img_size", 4, ["data.img_size"]),
     ("train-error", "train.epochs", 0, ["train.epochs"]),
-    ("bad-name", "name", "PiT Space", ["name", "[a-z0-9_-]+"]),
+    ("bad-name", "name", "PiT Space", ["name", "1 to 64 characters of [a-z0-9_-]"]),
 ]  # fmt: skip
 
 

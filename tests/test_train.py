@@ -69,15 +69,19 @@ def run_cli(*args: str) -> object:
     ("mapping", "message"),
     [
         ({"epoch": 3}, r"space\.train\.epoch is not a training setting"),
-        ({"epochs": 2.5}, r"space\.train\.epochs must be a positive integer, got 2\.5"),
-        ({"batch_size": 0}, r"space\.train\.batch_size must be a positive integer"),
-        ({"lr": "fast"}, r"space\.train\.lr must be a number > 0, got 'fast'"),
+        ({"epochs": 2.5}, r"space\.train\.epochs must be an integer in \[1, 1000\], got 2\.5"),
+        ({"epochs": 10**30}, r"space\.train\.epochs must be an integer in \[1, 1000\], got 1000"),
+        ({"batch_size": 0}, r"space\.train\.batch_size must be an integer in \[1, 65536\]"),
+        ({"lr": "fast"}, r"space\.train\.lr must be a number in \(0, 10\], got 'fast'"),
         ({"label_smoothing": 1.0}, r"space\.train\.label_smoothing must be a number in \[0, 1\)"),
         ({"drop_path": True}, r"space\.train\.drop_path must be null or in \[0, 1\)"),
         ({"amp": "fp16"}, r"space\.train\.amp must be one of \['auto', 'bf16', 'fp32'\]"),
         ({"augment": "jitter"}, r"space\.train\.augment must be one of"),
         ({"compile": "yes"}, r"space\.train\.compile must be true or false"),
-        ({"num_threads": 0}, r"space\.train\.num_threads must be null or a positive integer"),
+        (
+            {"num_threads": 0},
+            r"space\.train\.num_threads must be null or an integer in \[1, 1024\]",
+        ),
         ({"min_lr": 0.1, "lr": 0.01}, r"`space\.train\.min_lr <= space\.train\.lr` must hold"),
         ({"mixup": 0.8, "batch_size": 15}, r"space\.train\.batch_size must be even"),
     ],
@@ -92,7 +96,9 @@ def test_train_config_round_trips_and_reads_yaml_numbers() -> None:
     assert cfg.lr == 5e-4 and cfg.warmup_epochs == 2.0 and cfg.drop_path == 0.0 and cfg.mixes
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert TrainConfig.from_dict(None) == TrainConfig()
-    with pytest.raises(TrainingError, match=r"train\.epochs must be a positive integer"):
+    with pytest.raises(
+        TrainingError, match=r"train\.epochs must be an integer in \[1, 1000\], got 0"
+    ):
         TrainConfig(epochs=0)
 
 

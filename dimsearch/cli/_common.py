@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dimsearch.errors import DimsearchError
 
@@ -41,5 +42,6 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except DimsearchError as err:
-        err_console.print(f"[red]error:[/] {err}")
+        # the message is text, not markup: a rule such as [a-z0-9_-] must print as written
+        err_console.print(f"[red]error:[/] {escape(str(err))}")
         raise typer.Exit(2) from None

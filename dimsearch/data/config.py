@@ -37,21 +37,24 @@ DEFAULT_CACHE_DIR = "~/.cache/dimsearch"
 _MIN_IMG_SIZE = 8
 _MAX_IMG_SIZE = 1024
 
-_POSITIVE_OR_NULL = Rule("int", low=1, optional=True, text="a positive integer or null")
+# A classifier needs two classes: with one, every trial scores 100% and ranks nothing.
+_MAX_CLASSES = 100_000
+# Per-class caps and counts: ImageNet has ~1300 a class; a million is no proxy any more.
+_PER_CLASS = Rule("int", low=1, high=1_000_000, optional=True)
 _PATH_OR_NULL = Rule("str", low=1, optional=True, text="a path string or null")
 
 # The rule of every field, in field order (the order they are checked in).
 FIELD_RULES = {
     "kind": Rule("choice", choices=KINDS),
     "img_size": Rule("int", low=_MIN_IMG_SIZE, high=_MAX_IMG_SIZE),
-    "num_classes": _POSITIVE_OR_NULL,
-    "train_per_class": _POSITIVE_OR_NULL,
-    "val_per_class": _POSITIVE_OR_NULL,
+    "num_classes": Rule("int", low=2, high=_MAX_CLASSES, optional=True),
+    "train_per_class": _PER_CLASS,
+    "val_per_class": _PER_CLASS,
     "root": _PATH_OR_NULL,
     "cache_dir": _PATH_OR_NULL,
-    "seed": Rule("int", low=0, text="a non-negative integer"),
+    "seed": Rule("int", low=0, high=2**32 - 1),  # numpy's seeds stop at 2**32 - 1
     "on_corrupt": Rule("choice", choices=ON_CORRUPT),
-    "workers": _POSITIVE_OR_NULL,
+    "workers": Rule("int", low=1, high=1024, optional=True),
 }
 
 

@@ -26,7 +26,14 @@ from dimsearch.data.config import DataConfig
 from dimsearch.data.dataset import ProxyData, channel_stats
 from dimsearch.errors import DataError
 
-__all__ = ["DEFAULT_IDX_ROOT", "FASHION_MNIST_CLASSES", "IDX_FILES", "build_idx", "read_idx"]
+__all__ = [
+    "DEFAULT_IDX_ROOT",
+    "FASHION_MNIST_CLASSES",
+    "IDX_FILES",
+    "build_idx",
+    "probe_idx",
+    "read_idx",
+]
 
 DEFAULT_IDX_ROOT = "/usr/share/datasets/fashion-mnist"
 # split -> (images file, labels file), without the optional ".gz"
@@ -137,6 +144,48 @@ def _cap(labels: np.ndarray, cap: int | None, seed: int, split_id: int) -> np.nd
             rows = rows[rng.choice(len(rows), cap, replace=False)]
         keep.append(rows)
     return np.sort(np.concatenate(keep))
+
+
+def _header(path: Path, ndim: int) -> tuple[int, ...]:
+    """The dimensions in an IDX file's header, reading only the header."""
+    size = 4 + 4 * ndim
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read(size)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read IDX file {path}: {err}") from None
+    expected = (_UBYTE << 8) | ndim
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if magic != expected or len(raw) < size:
+        got = "a file shorter than its header" if len(raw) < size else f"0x{magic:08x}"
+        raise DataError(
+            f"{path} is not an IDX file of {ndim}-d unsigned bytes: magic number {got}, "
+            f"expected 0x{expected:08x}"
+        )
+    return tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+
+
+def probe_idx(cfg: DataConfig) -> int:
+    """The number of classes `build_idx` would find: the label files read whole (a byte a
+    label, 60 kB for Fashion-MNIST), the image files' headers only.
+
+    Raises:
+        DataError: a file missing or malformed, or images and labels that do not pair up.
+    """
+    root = _root(cfg)
+    classes = 0
+    for image_name, label_name in IDX_FILES.values():
+        image_file, label_file = _find(root, image_name), _find(root, label_name)
+        labels = read_idx(label_file, 1)
+        count = _header(image_file, 3)[0]
+        if count != len(labels) or count == 0:
+            raise DataError(
+                f"{image_file} holds {count} images but {label_file} holds "
+                f"{len(labels)} labels; they must be equal and non-zero"
+            )
+        classes = max(classes, len(np.unique(labels)))
+    return classes
 
 
 def build_idx(cfg: DataConfig, progress: bool = False) -> ProxyData:

@@ -33,7 +33,14 @@ from dimsearch.data.config import DataConfig
 from dimsearch.data.dataset import ProxyData, channel_stats
 from dimsearch.errors import DataError
 
-__all__ = ["IMG_EXTENSIONS", "LAYOUT", "build_imagefolder", "decode_image", "scan"]
+__all__ = [
+    "IMG_EXTENSIONS",
+    "LAYOUT",
+    "build_imagefolder",
+    "decode_image",
+    "probe_imagefolder",
+    "scan",
+]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 LAYOUT = "root/train/<class>/<image> and root/val/<class>/<image>"
@@ -137,13 +144,9 @@ def _list_images(folder: Path) -> list[str]:
         )
 
 
-def scan(cfg: DataConfig) -> Listing:
-    """Check the layout and choose the classes and files ``cfg`` asks for.
-
-    The fingerprint hashes every image name in the chosen class folders plus the size and
-    modification time of every chosen file, so adding, removing or editing a file that
-    matters invalidates the cache, while stat-ing only the files that are used.
-    """
+def _classes(cfg: DataConfig) -> tuple[Path, list[str], list[int]]:
+    """The root, every class folder of ``train/`` (sorted) and the indices ``cfg`` chooses;
+    the layout checked on the way."""
     root = Path(cfg.root or "").expanduser()
     if not root.is_dir():
         raise DataError(f"imagefolder root {root} is not a directory (expected {LAYOUT})")
@@ -168,6 +171,65 @@ def scan(cfg: DataConfig) -> Listing:
             )
         rng = np.random.default_rng([cfg.seed, 0])
         chosen = sorted(rng.choice(len(all_classes), cfg.num_classes, replace=False).tolist())
+    return root, all_classes, chosen
+
+
+def _class_images(root: Path, split: str, name: str) -> list[str]:
+    """The image names of class ``name`` in ``split``; an error if it has none."""
+    folder = root / split / name
+    if not folder.is_dir():
+        raise DataError(
+            f"class {name!r} is in {root / 'train'} but {folder} is missing: every train "
+            "class needs a folder in val/ too"
+        )
+    names = _list_images(folder)
+    if not names:
+        raise DataError(f"{folder} holds no images (looked for {', '.join(IMG_EXTENSIONS)})")
+    return names
+
+
+_PROBE_TRIES = 8  # images tried a split before "none decodes" (on_corrupt: skip)
+
+
+def probe_imagefolder(cfg: DataConfig) -> int:
+    """The number of classes `build_imagefolder` would find, from a listing of the class
+    folders and one decoded image a split; no file is stat-ed or decoded beyond that.
+
+    Raises:
+        DataError: what `scan` raises for the layout, or the first image of a split does not
+            decode (``on_corrupt: error``; with ``skip``, none of its first few does).
+    """
+    root, all_classes, chosen = _classes(cfg)
+    for split in SPLITS:
+        listed = {i: _class_images(root, split, all_classes[i]) for i in chosen}
+        first = all_classes[chosen[0]]
+        tries = 1 if cfg.on_corrupt == "error" else _PROBE_TRIES
+        paths = [str(root / split / first / n) for n in listed[chosen[0]][:tries]]
+        reasons = []
+        for path in paths:
+            try:
+                decode_image(path, cfg.img_size)
+                break
+            except Exception as err:  # PIL raises many types for bad files
+                reasons.append(f"{type(err).__name__}: {err}")
+        else:
+            if cfg.on_corrupt == "error":
+                raise _corrupt_error(paths[0], reasons[0])
+            raise DataError(
+                f"none of the first {len(paths)} images of {root / split / first} decodes "
+                f"({reasons[0]})"
+            )
+    return len(chosen)
+
+
+def scan(cfg: DataConfig) -> Listing:
+    """Check the layout and choose the classes and files ``cfg`` asks for.
+
+    The fingerprint hashes every image name in the chosen class folders plus the size and
+    modification time of every chosen file, so adding, removing or editing a file that
+    matters invalidates the cache, while stat-ing only the files that are used.
+    """
+    root, all_classes, chosen = _classes(cfg)
     listing = Listing(root=root, class_names=[all_classes[i] for i in chosen])
     digest = hashlib.blake2b(digest_size=16)
     caps = {"train": cfg.train_per_class, "val": cfg.val_per_class}
@@ -176,16 +238,7 @@ def scan(cfg: DataConfig) -> Listing:
         for label, class_index in enumerate(chosen):
             name = all_classes[class_index]
             folder = root / split / name
-            if not folder.is_dir():
-                raise DataError(
-                    f"class {name!r} is in {train_dir} but {folder} is missing: every train "
-                    "class needs a folder in val/ too"
-                )
-            names = _list_images(folder)
-            if not names:
-                raise DataError(
-                    f"{folder} holds no images (looked for {', '.join(IMG_EXTENSIONS)})"
-                )
+            names = _class_images(root, split, name)
             digest.update("\n".join(f"{split}/{name}/{n}" for n in names).encode())
             cap = caps[split]
             if cap is not None and cap < len(names):

@@ -43,6 +43,7 @@ __all__ = [
     "build_synthetic",
     "class_defs",
     "generate_split",
+    "probe_synthetic",
 ]
 
 Sdf = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -264,6 +265,11 @@ def generate_split(
             if advance is not None:
                 advance(len(rows))
     return Split(images=images, labels=labels)
+
+
+def probe_synthetic(cfg: DataConfig) -> int:
+    """The class count of ``cfg``'s synthetic dataset (built in: only the count is checked)."""
+    return len(class_defs(cfg.num_classes or DEFAULTS["num_classes"]))
 
 
 def build_synthetic(cfg: DataConfig, progress: bool = False) -> ProxyData:

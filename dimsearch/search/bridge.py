@@ -77,7 +77,8 @@ class OptunaSearcher(Searcher):
         self.payload = payload
         self.open_trials = open_trials
         self.on_event = on_event
-        self.rejected = 0
+        self.rejected = 0  # in a row: the searcher gives up after MAX_REJECTED_IN_A_ROW
+        self.pruned = 0  # in all, for the session's summary
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         from dimsearch import cost
@@ -132,6 +133,7 @@ class OptunaSearcher(Searcher):
         set_trial_attrs(self.study, trial, {Attr.REASON: reason})
         self.study.tell(trial, state=TrialState.PRUNED)
         self.rejected += 1
+        self.pruned += 1
         self.on_event("pruned", f"trial {trial.number} pruned: {reason}")
 
     def on_trial_complete(

@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     from dimsearch.train.config import TrainConfig
 
 __all__ = [
+    "NAME_MAX",
     "NAME_PATTERN",
+    "NAME_RULE",
     "TOP_DEFAULTS",
     "TOP_KEYS",
     "TOP_RULES",
@@ -58,9 +60,19 @@ __all__ = [
     "space_from_dict",
 ]
 
-# The study name becomes a file name (studies/<name>.db) and a dashboard label.
+# The study name becomes a file name (studies/<name>.db, at most 255 bytes on every common
+# file system), an Optuna study name and a dashboard label: 64 characters is plenty for all.
 NAME_PATTERN = "^[a-z0-9_-]+$"
+NAME_MAX = 64
 _NAME_RE = re.compile(NAME_PATTERN)
+NAME_RULE = Rule(
+    "str",
+    low=1,
+    high=NAME_MAX,
+    text=f"1 to {NAME_MAX} characters of [a-z0-9_-] (it names the study file)",
+    test=lambda v: bool(_NAME_RE.match(v)),
+    schema_extra={"pattern": NAME_PATTERN},
+)
 
 TOP_KEYS = (
     "name",
@@ -82,8 +94,9 @@ TOP_KEYS = (
 # The top-level keys that are plain values; the others are sections or lists.
 TOP_RULES = {
     "description": Rule("str"),
-    "target_img_size": Rule("int", low=1, text="a positive integer"),
-    "num_classes": Rule("int", low=1, text="a positive integer"),
+    # data.img_size's bounds (no patch stem leaves a grid below 8 px), and 4096 for deployment
+    "target_img_size": Rule("int", low=8, high=4096),
+    "num_classes": Rule("int", low=1, high=100_000),
 }
 TOP_DEFAULTS = {"description": "", "target_img_size": 224, "num_classes": 1000}
 
@@ -227,17 +240,14 @@ def parse_space(data: Any, where: Where, path: Path | None = None) -> SearchSpac
 def _name(data: Mapping[str, Any], where: Where, path: Path | None) -> str:
     if "name" in data:
         name = data["name"]
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise (where / "name").error(
-                f"must match [a-z0-9_-]+ (it names the study file), got {name!r}"
-            )
+        NAME_RULE.check(name, where / "name")
         return name
     if path is None:
         raise (where / "name").error("is missing (and there is no file name to default to)")
-    if not _NAME_RE.match(path.stem):
+    if not NAME_RULE.accepts(path.stem):
         raise (where / "name").error(
             f"is missing and the file stem {path.stem!r} is not a valid study name; set "
-            "`name:` to something matching [a-z0-9_-]+"
+            f"`name:` to {NAME_RULE.expected}"
         )
     return path.stem
 

@@ -13,14 +13,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
+from dimsearch.errors import ResourceError
 from dimsearch.search.live import LiveView
+from dimsearch.search.preflight import preflight, ray_dir
 from dimsearch.search.study import (
     SAMPLE_TAG,
     Attr,
@@ -33,7 +34,7 @@ from dimsearch.search.study import (
     storage_url,
 )
 
-__all__ = ["RunSummary", "run", "run_sample", "sample_settings"]
+__all__ = ["RunSummary", "init_ray", "run", "run_sample", "sample_settings"]
 
 
 class _Interrupt:
@@ -139,13 +140,23 @@ def _enqueue_repeats(study: optuna.Study, space: Any) -> list[tuple[int, int]]:
     return pending
 
 
-def _init_ray(address: str | None, space: Any) -> None:
+def init_ray(address: str | None) -> None:
+    """Join the Ray cluster at ``address``, or start a new local Ray; nothing if Ray is up.
+
+    Raises:
+        ResourceError: the cluster at ``address`` cannot be joined.
+    """
     import ray
 
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except ConnectionError as err:
+            raise ResourceError(
+                f"--address {address}: cannot join a Ray cluster there ({err})"
+            ) from None
     else:
         ray.init(
             address="local",  # a new local Ray, never a stale one found in /tmp/ray
@@ -176,7 +187,33 @@ def run(
         console: where the live view and the summary go.
         trainable: the Ray trainable (default `run_trial`); the bridge tests inject others.
         shutdown_ray: stop the local Ray at the end (tests keep one Ray for several runs).
+
+    Raises:
+        DimsearchError: a `preflight` check failed; no study was created or changed.
     """
+    preflight(space, address)
+    return _run(
+        space,
+        storage=storage,
+        address=address,
+        trials=trials,
+        console=console,
+        trainable=trainable,
+        shutdown_ray=shutdown_ray,
+    )
+
+
+def _run(
+    space: Any,
+    *,
+    storage: str | None,
+    address: str | None,
+    trials: int | None,
+    console: Console | None,
+    trainable: Callable[[dict[str, Any]], None] | None = None,
+    shutdown_ray: bool = True,
+) -> RunSummary:
+    """`run` once `preflight` has passed (and Ray is up)."""
     from ray import tune
     from ray.tune.stopper import Stopper
 
@@ -208,6 +245,10 @@ def run(
 
     if total == 0 and not missing_repeats(study, plan["repeats"], space.train.seed):
         live.event("warn", "nothing to run: no seeds or repeats pending and --trials 0")
+        if shutdown_ray and not address:
+            import ray
+
+            ray.shutdown()
         return RunSummary(
             space.name,
             storage_url(storage, space.name),
@@ -218,7 +259,6 @@ def run(
             time.time() - start,
         )
 
-    _init_ray(address, space)
     open_trials: dict = {}
     res = space.resources
     payload = _payload_builder(space)
@@ -235,7 +275,7 @@ def run(
         def stop_all(self) -> bool:
             return interrupt.set
 
-    ray_dir = Path(os.environ.get("DIMSEARCH_RAY_DIR", "studies/.ray")).resolve()
+    trials_dir = ray_dir()
 
     def fit(num_samples: int, time_budget_s: float | None) -> None:
         tuner = tune.Tuner(
@@ -250,7 +290,7 @@ def run(
             ),
             run_config=tune.RunConfig(
                 name=f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str(ray_dir),
+                storage_path=str(trials_dir),
                 callbacks=[recorder],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0),
@@ -297,7 +337,8 @@ def run(
         storage=storage_url(storage, space.name),
         recovered=recovered,
         seeds_enqueued=seeds,
-        counts=dict(recorder.counts),
+        # samples the searcher rejected (invalid or over budget) never reach Ray's recorder
+        counts={**recorder.counts, "pruned": recorder.counts["pruned"] + searcher.pruned},
         interrupted=interrupted,
         seconds=time.time() - start,
     )
@@ -397,8 +438,13 @@ def run_sample(
     ``repeats`` K > 1 trains the seeds and every `SAMPLE_REPEAT_EVERY`-th architecture with
     K - 1 further training seeds once the draws are done, to measure the noise of training.
     ``run_options`` go to `run` (``trainable``, ``shutdown_ray``).
+
+    Raises:
+        DimsearchError: a `preflight` check failed (no study was created or changed), or the
+            study holds a search, not a sample.
     """
     spc = sample_settings(space, repeats)
+    preflight(spc, address)
     store = resolve_storage(storage, spc.name)
     study = open_study(spc.name, store, directions=list(spc.directions))
     tag = study.user_attrs.get(SAMPLE_TAG)
@@ -418,7 +464,7 @@ def run_sample(
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get(Attr.SEED) is None and Attr.REPEAT_OF not in t.user_attrs
     )
-    return run(
+    return _run(
         spc,
         storage=storage,
         address=address,

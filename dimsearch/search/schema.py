@@ -23,7 +23,7 @@ from typing import Any
 from dimsearch._rules import Rule, section_schema
 from dimsearch.search._params import PARAMS, REQUIRED, Param
 from dimsearch.search.budgets import BUDGET_RULES, Budgets
-from dimsearch.search.loader import NAME_PATTERN, TOP_DEFAULTS, TOP_RULES
+from dimsearch.search.loader import NAME_RULE, TOP_DEFAULTS, TOP_RULES
 from dimsearch.search.settings import (
     EARLY_STOPPING_RULES,
     KIND_KEYS,
@@ -70,8 +70,7 @@ def space_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "name": {
-                "type": "string",
-                "pattern": NAME_PATTERN,
+                **NAME_RULE.schema(),
                 "description": "study name (it names studies/<name>.db); default the file stem",
             },
             **top,

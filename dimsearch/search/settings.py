@@ -157,51 +157,56 @@ class Resources:
 
 # -- the rules of each section's keys --------------------------------------------------------------
 
-_POSITIVE = Rule("number", low=0, low_open=True)
+# Upper bounds sit far above any sensible setting: they catch a slip of the keyboard (a
+# `trials: 1000000000` that would otherwise queue forever), never a real choice.
 _PROB = Rule("number", low=0, high=1)
 _BOOL = Rule("bool")
+_MANY = 1_000_000  # trials, start-up trials: more than any study will hold
+_THREADS = 1024  # CPUs, threads, parallel trials: more than any node has
 
 LATENCY_PRECISIONS = ("fp32", "bf16", "fp16")  # dimsearch.cost.PRECISIONS, kept torch-free
 LATENCY_MODES = ("latency", "throughput")
 LATENCY_RULES = {
     "device": Rule("choice", choices=LATENCY_DEVICES),
-    "batch_size": Rule("int", low=1),
-    "repeats": Rule("int", low=1),
-    "warmup": Rule("int", low=0),
+    "batch_size": Rule("int", low=1, high=4096),
+    "repeats": Rule("int", low=1, high=10_000),
+    "warmup": Rule("int", low=0, high=10_000),
     "precision": Rule("choice", choices=LATENCY_PRECISIONS),
     "mode": Rule("choice", choices=LATENCY_MODES),
-    "threads": Rule("int", low=1, optional=True),
+    "threads": Rule("int", low=1, high=_THREADS, optional=True),
 }
 EARLY_STOPPING_RULES = {
     "kind": Rule("choice", choices=EARLY_STOPPING),
-    "grace_period": Rule("int", low=1),
-    "reduction_factor": Rule("number", low=1, low_open=True),
-    "brackets": Rule("int", low=1),
+    "grace_period": Rule("int", low=1, high=1000),  # train.epochs' bound
+    "reduction_factor": Rule("number", low=1, high=100, low_open=True),
+    "brackets": Rule("int", low=1, high=16),
     "protect_seeds": _BOOL,
 }
 SAMPLER_RULES = {
     "kind": Rule("choice", choices=SAMPLERS),
-    "seed": Rule("int", low=0, optional=True),
-    "n_startup_trials": Rule("int", low=0),
+    # numpy seeds stop at 2**32 - 1, and a resumed study adds its trial count to the seed
+    "seed": Rule("int", low=0, high=2**31 - 1, optional=True),
+    "n_startup_trials": Rule("int", low=0, high=_MANY),
     "constant_liar": _BOOL,
     "multivariate": _BOOL,
-    "population_size": Rule("int", low=2),
+    "population_size": Rule("int", low=2, high=100_000),
     "crossover_prob": _PROB,
     "mutation_prob": Rule("number", low=0, high=1, optional=True),
 }
 SEARCH_RULES = {
-    "trials": Rule("int", low=0),
-    "max_concurrent": Rule("int", low=1),
-    "timeout_min": Rule("number", low=0, low_open=True, optional=True),
+    "trials": Rule("int", low=0, high=_MANY),
+    "max_concurrent": Rule("int", low=1, high=_THREADS),
+    "timeout_min": Rule("number", low=0, high=525_600, low_open=True, optional=True),  # a year
     "repeats": Rule("int", low=1, high=10),
 }
 RESOURCE_RULES = {
-    "cpus": _POSITIVE,
+    "cpus": Rule("number", low=0, high=_THREADS, low_open=True),
     # Ray shares a GPU only in fractions below 1; above that it hands out whole devices
     "gpus": Rule(
         "number",
         low=0,
-        text="a number >= 0 (a fraction only below 1, e.g. 0.25)",
+        high=64,
+        text="a number in [0, 64] (a fraction only below 1, e.g. 0.25)",
         test=lambda v: v <= 1 or float(v).is_integer(),
         schema_extra={"anyOf": [{"maximum": 1}, {"multipleOf": 1}]},
     ),

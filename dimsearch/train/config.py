@@ -111,17 +111,20 @@ class TrainConfig:
 
 # -- field rules ---------------------------------------------------------------------------------
 
-_POSITIVE_INT = Rule("int", low=1, text="a positive integer")
-_NON_NEGATIVE = Rule("number", low=0)
-_OFF_OR_ALPHA = Rule("number", low=0, text="a number >= 0 (0 = off)")
+# Bounds: a proxy training is minutes to hours, not a typo's 10**30 epochs. Each upper bound
+# is far above any sensible setting, so it only ever catches a slip of the keyboard.
+_MAX_EPOCHS = 1000
+_SEED = Rule("int", low=0, high=2**32 - 1)  # numpy's seeds stop at 2**32 - 1
+_NON_NEGATIVE = Rule("number", low=0, high=10)
+_OFF_OR_ALPHA = Rule("number", low=0, high=10, text="a number in [0, 10] (0 = off)")
 
 # The rule of every setting, in field order; messages read "train.<key> must be <expected>".
 FIELD_RULES = {
-    "epochs": _POSITIVE_INT,
-    "batch_size": _POSITIVE_INT,
-    "lr": Rule("number", low=0, low_open=True),
+    "epochs": Rule("int", low=1, high=_MAX_EPOCHS),
+    "batch_size": Rule("int", low=1, high=65536),
+    "lr": Rule("number", low=0, high=10, low_open=True),
     "weight_decay": _NON_NEGATIVE,
-    "warmup_epochs": _NON_NEGATIVE,
+    "warmup_epochs": Rule("number", low=0, high=_MAX_EPOCHS),
     "min_lr": _NON_NEGATIVE,
     "label_smoothing": Rule("number", low=0, high=1, high_open=True),
     "mixup": _OFF_OR_ALPHA,
@@ -129,13 +132,13 @@ FIELD_RULES = {
     "drop_path": Rule(
         "number", low=0, high=1, high_open=True, optional=True, text="null or in [0, 1)"
     ),
-    "clip_grad": Rule("number", low=0, low_open=True, optional=True),
+    "clip_grad": Rule("number", low=0, high=1e6, low_open=True, optional=True),
     "augment": Rule("choice", choices=AUGMENTS),
     "amp": Rule("choice", choices=AMP_MODES),
     "compile": Rule("bool"),
     "channels_last": Rule("bool"),
-    "seed": Rule("int", low=0, text="a non-negative integer"),
-    "num_threads": Rule("int", low=1, optional=True, text="null or a positive integer"),
+    "seed": _SEED,
+    "num_threads": Rule("int", low=1, high=1024, optional=True),
 }
 
 
