@@ -24,8 +24,8 @@ from dimsearch.data.config import FIELD_RULES as DATA_RULES
 from dimsearch.search import space_from_dict
 from dimsearch.search._params import PARAMS
 from dimsearch.search.bridge import OpenTrial
-from dimsearch.search.gate import gate_plan
 from dimsearch.search.budgets import BUDGET_RULES
+from dimsearch.search.gate import gate_plan
 from dimsearch.search.loader import TOP_KEYS
 from dimsearch.search.runner import _payload_builder, _scheduler, session_plan
 from dimsearch.search.scheduler import make_rule
