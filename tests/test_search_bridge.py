@@ -170,6 +170,17 @@ def test_orphaned_running_trials_fail_with_a_reason_on_rerun(
     assert not [t for t in study2.trials if t.state == TrialState.RUNNING]
 
 
+def test_every_node_that_can_take_a_trial_names_its_latency_device(local_ray) -> None:
+    """On a cluster the driver's device need not be the trials': each node is asked, by a
+    task pinned to it, so the latency gate opens the table of the device trials measure on."""
+    from dimsearch.cost._latency import local_device_names
+    from dimsearch.search.runner import node_device_names
+    from dimsearch.search.settings import Resources
+
+    assert node_device_names("cpu", Resources(cpus=1)) == local_device_names("cpu")
+    assert node_device_names("cpu", Resources(cpus=64)) == []  # no node can take such a trial
+
+
 def test_trainable_ray_pickles_is_a_plain_module_level_function() -> None:
     import pickle
 

@@ -25,6 +25,7 @@ from dimsearch.search import space_from_dict
 from dimsearch.search._params import PARAMS
 from dimsearch.search.bridge import OpenTrial
 from dimsearch.search.budgets import BUDGET_RULES
+from dimsearch.search.gate import gate_plan
 from dimsearch.search.loader import TOP_KEYS
 from dimsearch.search.runner import _payload_builder, _scheduler, session_plan
 from dimsearch.search.scheduler import make_rule
@@ -83,6 +84,8 @@ CHANGES: dict[str, dict[str, Any]] = {
         "precision": "bf16",
         "mode": "throughput",
         "threads": 2,
+        "clock": "cpu",
+        "predict": False,
     },
     "data": {
         "kind": "idx",
@@ -162,6 +165,7 @@ def _accepted() -> list[tuple[str, str]]:
 CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
     ("arch", "sr_kind"): {"sr": 2},
     ("arch", "head_mix"): {"sr": 2},
+    ("latency", "clock"): {"threads": 1},  # the CPU clock times one thread
 }
 
 
@@ -169,7 +173,8 @@ def _base(section: str = "", key: str = "") -> dict[str, Any]:
     data = yaml.safe_load(PIT.read_text())
     if section == "arch":
         data["seeds"] = []  # a changed arch need not hold the PiT seeds
-        data["arch"].update(CONTEXT.get((section, key), {}))
+    if (section, key) in CONTEXT:
+        data[section].update(CONTEXT[section, key])
     return data
 
 
@@ -233,6 +238,7 @@ def _what_runs(space: Any) -> dict[str, Any]:
         "protected": None if rule is None else scheduler.costs_of("t")[1],
         "sampler": pickle.dumps(space.make_sampler()),
         "plan": session_plan(space),
+        "latency_gate": gate_plan(space),
         "budgets": space.check_budgets(pit_s),
         "draws": _draws(space),
     }

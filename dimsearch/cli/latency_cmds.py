@@ -21,34 +21,27 @@ _SPACE = typer.Argument(..., help="Search-space YAML, e.g. spaces/pit.yaml.")
 _DEVICE = typer.Option(None, help="cpu or cuda[:N] (default: the space's latency.device).")
 _BATCH = typer.Option(None, "--batch-size", min=1, help="Images per pass (default: the space's).")
 _PRECISION = typer.Option(None, help="fp32, bf16 or fp16 (default: the space's, else fp32).")
-_MODE = typer.Option(None, help="latency (ms) or throughput (images/s); default latency.")
+_MODE = typer.Option(None, help="latency (ms) or throughput (images/s); default the space's.")
 _THREADS = typer.Option(
     None, min=1, help="torch threads (default: the space's resources.cpus, as a trial runs)."
 )
 _CLOCK = typer.Option(
-    None, help="wall (elapsed) or cpu (thread CPU time; 1 thread on cpu only). Default wall."
+    None, help="wall (elapsed) or cpu (thread CPU time; 1 thread on cpu only); default the space's."
 )
 _REPEATS = typer.Option(None, min=1, help="Timed passes of each (default: the space's).")
 _WARMUP = typer.Option(None, min=0, help="Untimed passes first (default: the space's).")
 
 
 def _settings(spc: Any, **overrides: Any) -> Any:
-    """The space's ``latency:`` section with the command line's overrides on top."""
-    from dimsearch.cost import LatencySettings
+    """The space's ``latency:`` section as its trials measure (`table_settings`), with the
+    command line's overrides on top."""
+    import dataclasses
 
-    lat = spc.latency
-    base = {
-        "device": getattr(lat, "device", "cpu"),
-        "batch_size": getattr(lat, "batch_size", None),
-        "precision": getattr(lat, "precision", "fp32"),
-        "mode": getattr(lat, "mode", "latency"),
-        "threads": getattr(lat, "threads", None) or max(1, int(spc.resources.cpus)),
-        "warmup": getattr(lat, "warmup", 3),
-        "repeats": getattr(lat, "repeats", 10),
-        "clock": getattr(lat, "clock", "wall"),
-    }
-    base.update({k: v for k, v in overrides.items() if v is not None})
-    return LatencySettings(**base)
+    from dimsearch.search.gate import table_settings
+
+    return dataclasses.replace(
+        table_settings(spc), **{k: v for k, v in overrides.items() if v is not None}
+    )
 
 
 def _by_kind(parts: Any) -> str:

@@ -31,6 +31,7 @@ from dimsearch.cost._analytic import CostEstimate, PartCost, estimate
 from dimsearch.cost._flops import count_flops
 from dimsearch.cost._latency import (
     CLOCKS,
+    LATENCY_RULES,
     MODES,
     PRECISIONS,
     LatencyResult,
@@ -50,6 +51,7 @@ from dimsearch.cost._predict import (
 
 __all__ = [
     "CLOCKS",
+    "LATENCY_RULES",
     "MODES",
     "PRECISIONS",
     "CalibrationReport",

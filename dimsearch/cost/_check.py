@@ -59,6 +59,7 @@ def sample_archs(
     within_budgets: bool = True,
     exclude: Sequence[ArchConfig] = (),
     max_draws: int | None = None,
+    partial: bool = False,
 ) -> tuple[list[ArchConfig], int]:
     """``n`` distinct architectures of ``space`` from a seeded random sampler, and the draws
     it took.
@@ -72,9 +73,12 @@ def sample_archs(
         n: how many to return.
         seed: the sampler's seed; a different seed is a different, independent draw.
         max_draws: give up after this many draws (default ``100 * n + 1000``).
+        partial: return what was found by then instead of raising (a small space may hold
+            fewer than ``n``).
 
     Raises:
-        LatencyError: fewer than ``n`` distinct valid architectures after ``max_draws``.
+        LatencyError: fewer than ``n`` distinct valid architectures after ``max_draws``, unless
+            ``partial``.
     """
     import optuna
 
@@ -101,7 +105,7 @@ def sample_archs(
             continue
         seen.add(key)
         out.append(cfg)
-    if len(out) < n:
+    if len(out) < n and not partial:
         raise LatencyError(
             f"found {len(out)} distinct architectures within the budgets in {draws} draws, "
             f"not {n}; the space is smaller than asked for"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import platform
+import re
 import statistics
 import time
 import warnings
@@ -19,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dimsearch._values import is_int
+from dimsearch._rules import Rule, Where, check_fields
 from dimsearch.cost._inputs import image_size
 from dimsearch.cost._inputs import in_chans as _model_in_chans
 from dimsearch.errors import LatencyError
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOCKS",
+    "LATENCY_RULES",
     "MODES",
     "PRECISIONS",
     "LatencyResult",
@@ -56,14 +58,48 @@ MODES = ("latency", "throughput")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
+# The device a figure is taken on: a kind, or one CUDA device of several.
+_DEVICE_RE = re.compile(r"cpu|cuda(:[0-9]+)?")
+
+# The rule of each key of `LatencySettings` (`dimsearch._rules`): a space's ``latency:`` section
+# is checked against it when loaded (`dimsearch.search.settings`), and every `LatencySettings`
+# made in Python when made, so the file, the command line and the code share one rule.
+LATENCY_RULES = {
+    "device": Rule(
+        "str",
+        text="'cpu', 'cuda' or 'cuda:N'",
+        test=lambda v: _DEVICE_RE.fullmatch(v) is not None,
+        schema_extra={"pattern": "^(cpu|cuda(:[0-9]+)?)$"},
+    ),
+    "batch_size": Rule(
+        "int",
+        low=1,
+        high=4096,
+        optional=True,
+        text="an integer in [1, 4096], or null for the device's batch (1 on cpu, 128 on cuda or in "
+        "throughput mode)",
+    ),
+    "repeats": Rule("int", low=1, high=10_000),
+    "warmup": Rule("int", low=0, high=10_000),
+    "precision": Rule("choice", choices=tuple(PRECISIONS)),
+    "mode": Rule("choice", choices=MODES),
+    "threads": Rule("int", low=1, high=1024, optional=True),
+    "clock": Rule("choice", choices=tuple(CLOCKS)),
+    "predict": Rule("bool"),
+}
+
+
 @dataclass(frozen=True)
 class LatencySettings:
-    """How a latency figure is taken; torch-free, validated when made.
+    """How a latency figure is taken; torch-free, checked by `LATENCY_RULES` when made.
+
+    The one settings type of latency: a space's ``latency:`` section is one (every trial
+    measures with it), and so are `measure_latency`'s arguments and a `LatencyTable`'s key.
 
     Attributes:
-        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (a space names a kind: ``cpu`` or ``cuda``).
         batch_size: images per pass; None = 128 for ``throughput``, else 1 on CPU and 128 on
-            CUDA.
+            CUDA (`batch`).
         precision: ``fp32`` (the parameters' own), ``bf16`` or ``fp16`` (autocast).
         mode: ``latency`` (ms per batch) or ``throughput`` (images/s): which figure leads.
         threads: torch intra-op threads for the measurement (restored after); None leaves
@@ -74,37 +110,22 @@ class LatencySettings:
             thread's CPU time: what the model costs when the cores are shared with other
             processes). ``cpu`` needs device ``cpu`` and ``threads: 1``, since the work of
             other threads would be missed.
+        predict: for a search: predict each sample's latency from the part table before it
+            is built (`dimsearch.search.gate`); measuring ignores it.
     """
 
     device: str = "cpu"
     batch_size: int | None = None
+    repeats: int = 10
+    warmup: int = 3
     precision: str = "fp32"
     mode: str = "latency"
     threads: int | None = None
-    warmup: int = 3
-    repeats: int = 10
     clock: str = "wall"
+    predict: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.device, str) or not self.device:
-            raise LatencyError(
-                f"latency.device must be a torch device string such as 'cpu' or 'cuda:0', "
-                f"got {self.device!r}"
-            )
-        if self.precision not in PRECISIONS:
-            raise LatencyError(
-                f"latency.precision must be one of {list(PRECISIONS)}, got {self.precision!r}"
-            )
-        if self.mode not in MODES:
-            raise LatencyError(f"latency.mode must be one of {list(MODES)}, got {self.mode!r}")
-        if self.batch_size is not None:
-            _check_count("latency.batch_size", self.batch_size, minimum=1)
-        if self.threads is not None:
-            _check_count("latency.threads", self.threads, minimum=1)
-        _check_count("latency.warmup", self.warmup, minimum=0)
-        _check_count("latency.repeats", self.repeats, minimum=1)
-        if self.clock not in CLOCKS:
-            raise LatencyError(f"latency.clock must be one of {list(CLOCKS)}, got {self.clock!r}")
+        check_fields(self, LATENCY_RULES, Where(path="latency", raises=LatencyError))
         if self.clock == "cpu" and (device_type(self.device) != "cpu" or self.threads != 1):
             raise LatencyError(
                 f"latency.clock 'cpu' times the measuring thread alone, so it needs device "
@@ -122,8 +143,8 @@ class LatencySettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencySettings:
-        """From a mapping with some of the fields (a space's ``latency:`` section); unknown
-        keys are an error."""
+        """From a mapping with some of the fields (a space's ``latency:`` section, a
+        table's record); unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -404,11 +425,6 @@ def time_interleaved(
     return times
 
 
-def _check_count(name: str, value: Any, *, minimum: int) -> None:
-    if not is_int(value) or value < minimum:
-        raise LatencyError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def _cpu_timer(now: Callable[[], float]) -> Callable[[Callable[[], Any]], float]:
     def timer(step: Callable[[], Any]) -> float:
         start = now()
@@ -498,3 +514,15 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def local_device_names(kind: str) -> list[str]:
+    """The CPU model, or every visible GPU's name, of this machine: the devices a trial
+    placed here may measure ``kind`` (``cpu`` or ``cuda``) on. ``[]``: no such device."""
+    import torch
+
+    if device_type(kind) == "cuda":
+        if not torch.cuda.is_available():
+            return []
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return [_cpu_name()]

@@ -5,8 +5,9 @@ with its half-trained accuracy, to lose the result that triggered the stop, and 
 crashed trials RUNNING. This bridge avoids each by construction:
 
 * `OptunaSearcher.suggest` asks Optuna for a trial, samples the architecture, computes its
-  analytic cost and rejects (PRUNED, with the reason) anything invalid or over budget before
-  Ray ever sees it; the cheap objectives are known before any training.
+  analytic cost and its latency predicted from the device's part table (`LatencyGate`), and
+  rejects (PRUNED, with the reason) anything invalid or over budget before Ray ever sees it;
+  the cheap objectives are known before any training.
 * `StudyRecorder` is a Tune *callback*, not searcher logic, because callbacks see every result
   (the searcher is not told the result that made the scheduler stop a trial) and the Trial
   object (whose error file holds the reason of a crash). It writes the curve after every
@@ -48,6 +49,7 @@ class OpenTrial:
     gflops: float
     params: int
     repeat: bool = False  # a re-training of a finished trial with another training seed
+    predicted_ms: float | None = None  # latency predicted from the part table, if any
     results: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
@@ -61,6 +63,8 @@ class OptunaSearcher(Searcher):
         payload: builds the trial's Ray config from an `ArchConfig` dict and a training seed.
         open_trials: shared with the recorder: Ray trial id -> `OpenTrial`.
         on_event: called with (kind, message) for the live view.
+        gate: predicts a sample's latency before it is built (`dimsearch.search.gate`);
+            None: measured only.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class OptunaSearcher(Searcher):
         payload: Callable[[dict[str, Any], int], dict[str, Any]],
         open_trials: dict[str, OpenTrial],
         on_event: Callable[[str, str], None],
+        gate: Any = None,
     ) -> None:
         super().__init__(metric="accuracy", mode="max")
         self.study = study
@@ -77,6 +82,7 @@ class OptunaSearcher(Searcher):
         self.payload = payload
         self.open_trials = open_trials
         self.on_event = on_event
+        self.gate = gate
         self.rejected = 0  # in a row: the searcher gives up after MAX_REJECTED_IN_A_ROW
         self.pruned = 0  # in all, for the session's summary
 
@@ -114,13 +120,24 @@ class OptunaSearcher(Searcher):
             if reason:
                 self._prune(trial, f"over budget before training: {reason}")
                 continue
-            self.rejected = 0
             repeat = repeat_of is not None
-            self.open_trials[trial_id] = OpenTrial(trial, seed, gflops, est.params, repeat)
+            predicted = self._predict(trial, cfg)
+            # a repeat re-trains a trial that was measured within the budget: not re-judged
+            over = None if predicted is None or repeat else self.space.check_latency(predicted)
+            if over:
+                self._prune(trial, f"over budget before building: predicted latency {over}")
+                continue
+            self.rejected = 0
+            self.open_trials[trial_id] = OpenTrial(
+                trial, seed, gflops, est.params, repeat, predicted_ms=predicted
+            )
             label = f"seed {seed}" if seed else "sampled"
             if repeat:
                 label = f"repeat of trial {repeat_of}, training seed {train_seed}"
-            self.on_event("start", f"trial {trial.number} ({label}): {gflops:.3f} GFLOPs")
+            text = f"trial {trial.number} ({label}): {gflops:.3f} GFLOPs"
+            if predicted is not None:
+                text += f", {predicted:.2f} ms predicted"
+            self.on_event("start", text)
             return self.payload(cfg.to_dict(), train_seed)
         self.on_event(
             "warn",
@@ -128,6 +145,24 @@ class OptunaSearcher(Searcher):
             "stopping: loosen the budgets or the ranges",
         )
         return Searcher.FINISHED
+
+    def _predict(self, trial: optuna.Trial, cfg: Any) -> float | None:
+        """The gate's predicted latency of ``cfg``, stored on the trial; None without one.
+        The first sample whose parts the table lacks is said once (measured only)."""
+        if self.gate is None:
+            return None
+        lacking = self.gate.lacking
+        predicted = self.gate.predict(cfg)
+        if predicted is not None:
+            set_trial_attrs(self.study, trial, {Attr.PREDICTED_LATENCY_MS: predicted})
+        elif lacking == 0 and self.gate.lacking:
+            self.on_event(
+                "warn",
+                f"trial {trial.number}: the latency table lacks some of its parts, so its "
+                "latency is measured only (as for any such sample; said once). `dimsearch "
+                "latency calibrate` times a fuller table",
+            )
+        return predicted
 
     def _prune(self, trial: optuna.Trial, reason: str) -> None:
         set_trial_attrs(self.study, trial, {Attr.REASON: reason})
@@ -261,9 +296,12 @@ class StudyRecorder(Callback):
         budget = self.space.train.epochs
         acc = last.get("accuracy")
         if "over_budget" in last:
-            attrs[Attr.REASON] = f"over budget after measuring: {last['over_budget']}"
+            why = last["over_budget"]
+            if entry.predicted_ms is not None:
+                why += f"; predicted {entry.predicted_ms:.2f} ms"
+            attrs[Attr.REASON] = f"over budget after measuring: {why}"
             self._tell(entry, attrs, TrialState.PRUNED)
-            self.on_event("pruned", f"trial {number} pruned: {last['over_budget']}")
+            self.on_event("pruned", f"trial {number} pruned: {why}")
         elif acc is None or not math.isfinite(acc):
             self._fail(entry, f"non-finite accuracy {acc!r} at epoch {attrs[Attr.EPOCHS]}", None)
         elif attrs[Attr.EPOCHS] < budget:
@@ -272,11 +310,17 @@ class StudyRecorder(Callback):
                 f"(accuracy {acc:.2f}%)"
             )
             self._tell(entry, attrs, TrialState.PRUNED)
-            self.on_event("pruned", f"trial {number} stopped early at epoch {attrs[Attr.EPOCHS]}")
+            self.on_event(
+                "pruned",
+                f"trial {number} stopped early at epoch {attrs[Attr.EPOCHS]}"
+                + _latency_note(entry, last),
+            )
         else:
             values = self._values(entry, acc, last)
             self._tell(entry, attrs, TrialState.COMPLETE, values)
-            self.on_event("complete", f"trial {number} complete: {acc:.2f}%")
+            self.on_event(
+                "complete", f"trial {number} complete: {acc:.2f}%" + _latency_note(entry, last)
+            )
 
     def _values(self, entry: OpenTrial, acc: float, last: dict[str, Any]) -> list[float]:
         figures = {
@@ -312,6 +356,15 @@ class StudyRecorder(Callback):
             state = TrialState.FAIL
         key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")
         self.counts[key] += 1
+
+
+def _latency_note(entry: OpenTrial, last: dict[str, Any]) -> str:
+    """``"; latency 8.10 ms measured, 7.95 ms predicted"`` for the live view, where both
+    figures exist; else nothing."""
+    measured = last.get(Attr.LATENCY_MS)
+    if entry.predicted_ms is None or not isinstance(measured, int | float):
+        return ""
+    return f"; latency {measured:.2f} ms measured, {entry.predicted_ms:.2f} ms predicted"
 
 
 def _clean(result: dict[str, Any]) -> dict[str, Any]:

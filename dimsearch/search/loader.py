@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dimsearch._rules import Rule, Where, check_keys, check_section, kind_name
-from dimsearch.errors import DataError, SpaceError, TrainingError
+from dimsearch.errors import DataError, LatencyError, SpaceError, TrainingError
 from dimsearch.search._params import PARAMS, REQUIRED, Spec, parse_decl
 from dimsearch.search.budgets import BUDGET_RULES, Budgets
 from dimsearch.search.settings import (
@@ -199,9 +199,7 @@ def parse_space(data: Any, where: Where, path: Path | None = None) -> SearchSpac
     }
     objectives = _objectives(data.get("objectives", ["accuracy", "gflops"]), where / "objectives")
     budgets = Budgets(**check_section(data.get("budgets"), where / "budgets", BUDGET_RULES))
-    latency = LatencySettings(
-        **check_section(data.get("latency"), where / "latency", LATENCY_RULES)
-    )
+    latency = _latency(data.get("latency"), where)
     data_cfg, train_cfg = _proxy_settings(data, where)
     early = _early_stopping(data.get("early_stopping"), where / "early_stopping", train_cfg)
     sampler = _with_kind(
@@ -235,6 +233,16 @@ def parse_space(data: Any, where: Where, path: Path | None = None) -> SearchSpac
     )
     _check_seeds(space, where)
     return space
+
+
+def _latency(raw: Any, where: Where) -> LatencySettings:
+    """The ``latency:`` section: each key by its rule, then the rules between keys
+    (`LatencySettings` states them; its error gets the file's name here)."""
+    keys = check_section(raw, where / "latency", LATENCY_RULES)
+    try:
+        return LatencySettings(**keys)
+    except LatencyError as err:
+        raise where.error(str(err)) from None
 
 
 def _name(data: Mapping[str, Any], where: Where, path: Path | None) -> str:

@@ -259,10 +259,11 @@ def _run(
             time.time() - start,
         )
 
+    gate = _latency_gate(space, address, live.event)
     open_trials: dict = {}
     res = space.resources
     payload = _payload_builder(space)
-    searcher = OptunaSearcher(study, space, payload, open_trials, live.event)
+    searcher = OptunaSearcher(study, space, payload, open_trials, live.event, gate)
     recorder = StudyRecorder(study, space, open_trials, live.event, on_step=live.refresh)
     live.recorder = recorder
     scheduler = _scheduler(space, open_trials, live.event)
@@ -342,6 +343,45 @@ def _run(
         interrupted=interrupted,
         seconds=time.time() - start,
     )
+
+
+def _latency_gate(space: Any, address: str | None, on_event: Callable[[str, str], None]) -> Any:
+    """The run's `LatencyGate` (`dimsearch.search.gate`): the table of the device the trials
+    measure on. A local Ray runs them here; on a cluster every node that can take a trial is
+    asked for its device's name, since the driver's may differ. Its note is said once."""
+    from dimsearch.cost._latency import local_device_names
+    from dimsearch.search.gate import gate_plan, open_gate
+
+    if gate_plan(space) == "off":
+        return None
+    kind = space.latency.device
+    local = local_device_names(kind)
+    names = local if address is None else node_device_names(kind, space.resources)
+    gate = open_gate(space, names, local, say=lambda line: on_event("start", line))
+    on_event("start" if gate.table is not None else "warn", gate.note)
+    return gate
+
+
+def node_device_names(kind: str, resources: Any) -> list[str]:
+    """The names of the ``kind`` devices (CPU model, GPU names) of every alive Ray node that
+    has the resources of a trial, asked on each node by a task pinned to it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from dimsearch.cost._latency import local_device_names
+
+    ask = ray.remote(local_device_names)
+    gpus = resources.gpus if kind == "cuda" else 0
+    refs = []
+    for node in ray.nodes():
+        have = node.get("Resources", {})
+        if not node.get("Alive") or have.get("CPU", 0) < resources.cpus:
+            continue
+        if have.get("GPU", 0) < gpus:
+            continue
+        pin = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        refs.append(ask.options(num_cpus=0, num_gpus=gpus, scheduling_strategy=pin).remote(kind))
+    return [name for names in ray.get(refs, timeout=300) for name in names]
 
 
 def _scheduler(space: Any, open_trials: dict, on_event: Callable[[str, str], None]) -> Any:

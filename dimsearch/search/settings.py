@@ -1,5 +1,8 @@
 """The settings sections of a space file: latency, early stopping, sampler, search, resources.
 
+``latency:`` is `dimsearch.cost.LatencySettings` (re-exported here), with the space's rule on
+``device`` (`LATENCY_RULES`).
+
 Each section is a frozen dataclass (its defaults are the file's defaults) with a table of
 `dimsearch._rules.Rule`s, one per key, that the loader checks a section against and that the
 JSON Schema (`dimsearch.search.schema`) is made from. ``budgets:`` has its own module
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dimsearch._rules import Rule, Where
+from dimsearch.cost._latency import LATENCY_RULES as COST_LATENCY_RULES
+from dimsearch.cost._latency import LatencySettings
 
 if TYPE_CHECKING:
     import optuna
@@ -52,25 +57,6 @@ OBJECTIVES = {
 SAMPLERS = ("tpe", "nsga2", "random")
 EARLY_STOPPING = ("moasha", "asha", "none")
 LATENCY_DEVICES = ("cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    """How latency is measured (`dimsearch.cost.measure_latency`); one device kind per study.
-
-    ``precision`` (fp32, bf16 or fp16 autocast), ``mode`` (``latency``: ms per batch;
-    ``throughput``: images/s, as the PiT paper reports at batch 128) and ``threads`` (torch
-    threads while measuring; default the trial's CPUs) are the settings papers report; every
-    stored figure carries them with its device and software.
-    """
-
-    device: str = "cpu"
-    batch_size: int = 1
-    repeats: int = 10
-    warmup: int = 3
-    precision: str = "fp32"
-    mode: str = "latency"
-    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -164,17 +150,10 @@ _BOOL = Rule("bool")
 _MANY = 1_000_000  # trials, start-up trials: more than any study will hold
 _THREADS = 1024  # CPUs, threads, parallel trials: more than any node has
 
-LATENCY_PRECISIONS = ("fp32", "bf16", "fp16")  # dimsearch.cost.PRECISIONS, kept torch-free
-LATENCY_MODES = ("latency", "throughput")
-LATENCY_RULES = {
-    "device": Rule("choice", choices=LATENCY_DEVICES),
-    "batch_size": Rule("int", low=1, high=4096),
-    "repeats": Rule("int", low=1, high=10_000),
-    "warmup": Rule("int", low=0, high=10_000),
-    "precision": Rule("choice", choices=LATENCY_PRECISIONS),
-    "mode": Rule("choice", choices=LATENCY_MODES),
-    "threads": Rule("int", low=1, high=_THREADS, optional=True),
-}
+# A space's ``latency:`` section is a `LatencySettings` (its one home is `dimsearch.cost`, which
+# a search uses and which never uses the search), checked by the same rules, except that a study
+# names a device *kind*: which GPU a trial measures on is the GPU Ray gave it.
+LATENCY_RULES = {**COST_LATENCY_RULES, "device": Rule("choice", choices=LATENCY_DEVICES)}
 EARLY_STOPPING_RULES = {
     "kind": Rule("choice", choices=EARLY_STOPPING),
     "grace_period": Rule("int", low=1, high=1000),  # train.epochs' bound

@@ -23,17 +23,24 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
     Where an architecture was trained more than once (``search.repeats``), its accuracy reads
     ``mean ± std (n)``, and ``~`` marks front neighbours whose intervals overlap: their order
     on the front is within the noise of training.
+
+    Where trials carry a latency predicted before building (`dimsearch.search.gate`), a
+    ``pred. ms`` column follows the measured ``ms``, so the two read side by side.
     """
     kind = "all trials" if all_trials else "Pareto front"
     front = [r for r in rows if not r.get("reference")]
+    predicted = any(r.get("predicted_latency_ms") is not None for r in rows)
     table = Table(title=f"{study.study_name}: {kind} ({len(front)})")
-    for c in ("#", "seed", "state", "top-1 %", "GFLOPs", "ms", "M params", "epochs"):
+    columns = ["#", "seed", "state", "top-1 %", "GFLOPs", "ms", "M params", "epochs"]
+    if predicted:
+        columns.insert(columns.index("ms") + 1, "pred. ms")
+    for c in columns:
         table.add_column(c, justify="left" if c in ("seed", "state") else "right", no_wrap=True)
     reasons = []
     noisy = False
     for r in rows:
         mark = "*" if all_trials and r["pareto"] else ""
-        table.add_row(
+        cells = [
             f"{r['number']}{mark}",
             r["label"] or "",
             "reference" if r.get("reference") else r["state"].lower(),
@@ -42,7 +49,10 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
             _fmt(r["latency_ms"], "{:.2f}"),
             _fmt(r["params"] and r["params"] / 1e6, "{:.2f}"),
             _fmt(r["epochs"], "{}"),
-        )
+        ]
+        if predicted:
+            cells.insert(6, _fmt(r.get("predicted_latency_ms"), "{:.2f}"))
+        table.add_row(*cells)
         if r.get("within_noise"):
             noisy = True
         if all_trials and r["reason"]:

@@ -337,8 +337,9 @@ class SearchSpace:
         """Why ``cfg`` is over the params/GFLOPs budgets at ``target_img_size``, or None.
 
         Analytic (`dimsearch.cost.estimate`): nothing is built, so a search can drop an
-        over-budget sample in microseconds. Latency is checked after measuring
-        (`check_latency`).
+        over-budget sample in microseconds. Latency is checked by `check_latency`, on the
+        figure predicted from the device's part table (`dimsearch.search.gate`) and again on
+        the one measured at trial start.
         """
         over = self.budget_violations(cfg)
         if not over:
@@ -353,11 +354,12 @@ class SearchSpace:
         return self.budgets.violations({"gflops": est.gflops, "params_m": est.mparams})
 
     def check_latency(self, latency_ms: float) -> str | None:
-        """Why a measured latency is over ``budgets.max_latency_ms``, or None."""
+        """Why a latency (measured, or predicted by `dimsearch.search.gate`) is over
+        ``budgets.max_latency_ms``, or None."""
         over = self.budgets.violations({"latency_ms": latency_ms})
         if not over:
             return None
-        return f"{over[0]} ({self.latency.device}, batch {self.latency.batch_size})"
+        return f"{over[0]} ({self.latency.device}, batch {self.latency.batch})"
 
     # -- sampler -------------------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class Attr:
     PROXY_IMG = "proxy_img_size"
     LATENCY_MS = "latency_ms"
     LATENCY = "latency"  # LatencyResult.to_dict(): device, batch, threads, spread
+    PREDICTED_LATENCY_MS = "predicted_latency_ms"  # from the part table, before building
     CURVE = "curve"  # held-out top-1 (%) per epoch
     TRAIN_LOSS = "train_loss"  # per epoch
     EPOCHS = "epochs"  # epochs actually run
@@ -345,6 +346,7 @@ def trial_row(
         "params": number_attr(ua, Attr.PARAMS),
         "gflops": number_attr(ua, Attr.GFLOPS),
         "latency_ms": number_attr(ua, Attr.LATENCY_MS),
+        "predicted_latency_ms": number_attr(ua, Attr.PREDICTED_LATENCY_MS),
         "epochs": number_attr(ua, Attr.EPOCHS),
         "curve": curve_attr(ua),
         "reason": None if reason is None else str(reason),

@@ -71,7 +71,7 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray import tune
 
     from dimsearch.config import ArchConfig
-    from dimsearch.cost import measure_latency
+    from dimsearch.cost import LatencySettings, measure_latency
     from dimsearch.data import DataConfig, load_data
     from dimsearch.models import build_model
     from dimsearch.search.budgets import Budgets
@@ -85,8 +85,8 @@ def run_trial(config: dict[str, Any]) -> None:
         # sample fails alone with an OOM (recorded) instead of starving its neighbours.
         torch.cuda.set_per_process_memory_fraction(config["gpus"])
 
-    lat_cfg = config["latency"]
-    lat_device = lat_cfg.get("device", "cpu")
+    lat_cfg = LatencySettings.from_dict(config["latency"])
+    lat_device = lat_cfg.device
     if lat_device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             "this study measures latency on cuda, but the worker that got this trial has no "
@@ -96,13 +96,14 @@ def run_trial(config: dict[str, Any]) -> None:
     lat = measure_latency(
         model,
         lat_device,
-        lat_cfg.get("batch_size"),
+        lat_cfg.batch_size,
         config["target_img_size"],
-        warmup=lat_cfg.get("warmup", 3),
-        repeats=lat_cfg.get("repeats", 10),
-        precision=lat_cfg.get("precision"),
-        mode=lat_cfg.get("mode", "latency"),
-        threads=lat_cfg.get("threads"),
+        warmup=lat_cfg.warmup,
+        repeats=lat_cfg.repeats,
+        precision=lat_cfg.precision,
+        mode=lat_cfg.mode,
+        threads=lat_cfg.threads,
+        clock=lat_cfg.clock,
     )
     del model
     base = {"latency_ms": lat.median_ms, "latency": lat.to_dict(), "node": _where()}
