@@ -271,7 +271,7 @@ ROWS = [
     Row(
         "latency-batch-1e6",
         _set("latency", "batch_size", 10**6),
-        r"latency\.batch_size must be an integer in \[1, 4096\], got 1000000",
+        r"latency\.batch_size must be an integer in \[1, 4096\], or null .*got 1000000",
     ),
     # -- resolutions at which nothing can be built --------------------------------------------------
     Row(

@@ -160,8 +160,6 @@ def preflight(space: Any, address: str | None = None) -> bool:
         _check_local_gpu(space, src)
     import ray
 
-    from dimsearch.search.runner import init_ray
-
     started = not ray.is_initialized()
     init_ray(address)
     try:
@@ -173,3 +171,30 @@ def preflight(space: Any, address: str | None = None) -> bool:
             ray.shutdown()
         raise
     return started
+
+
+def init_ray(address: str | None) -> None:
+    """Join the Ray cluster at ``address``, or start a new local Ray; nothing if Ray is up.
+
+    Raises:
+        ResourceError: the cluster at ``address`` cannot be joined.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except ConnectionError as err:
+            raise ResourceError(
+                f"--address {address}: cannot join a Ray cluster there ({err})"
+            ) from None
+    else:
+        ray.init(
+            address="local",  # a new local Ray, never a stale one found in /tmp/ray
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            configure_logging=True,
+        )

@@ -19,7 +19,6 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from dimsearch.errors import ResourceError
 from dimsearch.search.live import LiveView
 from dimsearch.search.preflight import preflight, ray_dir
 from dimsearch.search.study import (
@@ -34,7 +33,7 @@ from dimsearch.search.study import (
     storage_url,
 )
 
-__all__ = ["RunSummary", "init_ray", "run", "run_sample", "sample_settings"]
+__all__ = ["RunSummary", "run", "run_sample", "sample_settings"]
 
 
 class _Interrupt:
@@ -138,33 +137,6 @@ def _enqueue_repeats(study: optuna.Study, space: Any) -> list[tuple[int, int]]:
             attrs[Attr.SEED] = original.user_attrs[Attr.SEED]
         study.enqueue_trial(original.params, user_attrs=attrs, skip_if_exists=False)
     return pending
-
-
-def init_ray(address: str | None) -> None:
-    """Join the Ray cluster at ``address``, or start a new local Ray; nothing if Ray is up.
-
-    Raises:
-        ResourceError: the cluster at ``address`` cannot be joined.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        except ConnectionError as err:
-            raise ResourceError(
-                f"--address {address}: cannot join a Ray cluster there ({err})"
-            ) from None
-    else:
-        ray.init(
-            address="local",  # a new local Ray, never a stale one found in /tmp/ray
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            configure_logging=True,
-        )
 
 
 def run(
