@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import unicodedata
 import uuid
 import warnings
 from collections.abc import Callable
@@ -112,9 +113,28 @@ def _num(value: Any, spec: str) -> str:
     return "–"
 
 
-def _md_escape(text: str) -> str:
-    """Make free text (a reason, a traceback line) inert in markdown: no tables, no HTML."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("`", "'")
+# markdown punctuation that could start emphasis, code, links, images, tables, strikethrough or
+# a heading's closing sequence; each is written backslash-escaped (CommonMark: a literal)
+_MD_PUNCT = frozenset("\\`*_[]!|~#{}")
+# HTML is written as entities (optuna-dashboard can be started with raw HTML allowed)
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def _md_escape(text: Any) -> str:
+    """Make free text from a study (its name, objective and seed names, a reason, a traceback
+    line) inert in a markdown note: one line, shown literally, with no HTML, links, images,
+    tables or emphasis. A study is a shared file anyone may have written into."""
+    out = []
+    for ch in str(text):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):  # newlines, tabs, controls
+            out.append(" ")
+        elif ch in _MD_ENTITIES:
+            out.append(_MD_ENTITIES[ch])
+        elif ch in _MD_PUNCT:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def trial_note(
@@ -178,9 +198,9 @@ def study_note(study: optuna.Study, front: list[FrozenTrial]) -> str:
     lines = [
         BEGIN,
         "",
-        f"### {study.study_name}",
+        f"### {_md_escape(study.study_name)}",
         "",
-        f"Objectives: {', '.join(objectives_of(study).names)} · trials: {counts}",
+        f"Objectives: {_md_escape(', '.join(objectives_of(study).names))} · trials: {counts}",
         "",
         "Pareto front (model code attached to each trial as an artifact):",
         "",

@@ -22,14 +22,15 @@ def load_arch(name_or_file: str) -> ArchConfig:
         return zoo.get(name_or_file)
     if not path.is_file():
         raise ArchError(f"{path}: no such file, and not a zoo name ({', '.join(zoo.names())})")
-    text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
-        import yaml
+        from dimsearch.search.loader import read_yaml
 
-        data = yaml.safe_load(text)
+        data = read_yaml(path, ArchError)
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            raise ArchError(f"{path}: cannot be read ({err})") from None
         except json.JSONDecodeError as err:
             raise ArchError(f"{path}: not valid JSON ({err})") from None
     if isinstance(data, dict) and "arch" in data:  # a trial record or export manifest

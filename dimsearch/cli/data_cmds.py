@@ -16,12 +16,9 @@ _SHOWN_CLASSES = 10  # class names printed before "..."
 
 def _space_data(space: Path) -> Any:
     """The ``data:`` mapping of a search-space YAML file (None when it has none)."""
-    import yaml
+    from dimsearch.search.loader import read_yaml
 
-    try:
-        doc = yaml.safe_load(space.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise SpaceError(f"{space}: cannot read it as YAML ({err})") from None
+    doc = read_yaml(space, SpaceError)
     if doc is None:
         return None
     if not isinstance(doc, dict):

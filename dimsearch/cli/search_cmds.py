@@ -49,14 +49,35 @@ def show(
     storage: str = typer.Option(None, help="Optuna storage URL (default studies/<name>.db)."),
     all_trials: bool = typer.Option(False, "--all", help="Every trial, not only the front."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
+    provenance: bool = typer.Option(
+        False,
+        "--provenance",
+        help="Only what the study was recorded with: versions, git commit, data cache.",
+    ),
 ) -> None:
-    """Print the Pareto front of a study (seeds marked by name)."""
-    from dimsearch.search.show import study_table
-    from dimsearch.search.study import open_study, state_counts, study_name_of, study_rows
+    """Print the Pareto front of a study (seeds marked by name); with --all, every trial and
+    what the study was recorded with."""
+    from rich.markup import escape
+
+    from dimsearch.search.show import provenance_lines, study_table
+    from dimsearch.search.study import (
+        open_study,
+        state_counts,
+        study_name_of,
+        study_provenance,
+        study_rows,
+    )
 
     with user_errors():
         name, default_storage = study_name_of(study)
         st = open_study(name, storage or default_storage)
+    if provenance:
+        if as_json:
+            console.print_json(json.dumps(study_provenance(st)))
+        else:
+            for line in provenance_lines(study_provenance(st)):
+                console.print(escape(line), soft_wrap=True)
+        return
     rows = study_rows(st, all_trials=all_trials)
     if as_json:
         console.print_json(json.dumps(rows))
@@ -64,6 +85,9 @@ def show(
     console.print(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
     console.print(f"{len(st.trials)} trials: {counts}")
+    if all_trials:
+        for line in provenance_lines(study_provenance(st)):
+            console.print(escape(line), soft_wrap=True)
 
 
 @app.command()

@@ -37,6 +37,7 @@ __all__ = [
     "cached",
     "dir_bytes",
     "file_checksum",
+    "manifest_checksum",
     "read_cache",
 ]
 
@@ -264,5 +265,14 @@ def cached(
         "cache_bytes": dir_bytes(path),
         "cache_reused": reused,
         "cache_reason": "nothing changed" if reused else reason,
+        "cache_checksum": manifest_checksum(manifest),
     }
     return arrays, manifest, info
+
+
+def manifest_checksum(manifest: Mapping[str, Any]) -> str:
+    """One checksum of a verified cache's content: blake2b over its arrays' checksums, so two
+    caches holding the same bytes agree wherever they were built (a study records it)."""
+    arrays = manifest.get("arrays", {})
+    parts = {name: arrays.get(name, {}).get("blake2b") for name in ARRAYS}
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()

@@ -62,7 +62,8 @@ class ProxyData:
         info: what preparation found, for people: ``kind``, ``source``, ``train_count``,
             ``val_count``, ``skipped_count``, ``skipped_first`` (a few paths),
             ``cache_path``, ``cache_bytes``, ``cache_reused``, ``cache_reason`` (why it was
-            built), ``seconds``; ``cache_*`` are None for sources that are not cached.
+            built), ``cache_checksum`` (of its content, `manifest_checksum`), ``seconds``;
+            ``cache_*`` are None for sources that are not cached.
     """
 
     name: str

@@ -304,5 +304,6 @@ def build_synthetic(cfg: DataConfig, progress: bool = False) -> ProxyData:
             "cache_bytes": None,
             "cache_reused": None,
             "cache_reason": None,
+            "cache_checksum": None,
         },
     )

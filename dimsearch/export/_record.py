@@ -2,9 +2,10 @@
 
 A study is data written by other programs (and files can be edited by hand), so nothing in it
 is trusted: the architecture is rebuilt through `ArchConfig.from_dict` (unknown kinds, wrong
-types and broken rules are refused there), every number goes through ``int()``/``float()``
-checks, and free text (study, seed and device names) is reduced to a safe character set
-before the code generator sees it. The generator only ever handles a `TrialRecord`.
+types and broken rules are refused there), the model it describes must stay within
+`SIZE_LIMITS` at the recorded sizes, every number goes through ``int()``/``float()`` checks,
+and free text (study, seed and device names) is reduced to a safe character set before the
+code generator sees it. The generator only ever handles a `TrialRecord`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from optuna.trial import FrozenTrial
 
 from dimsearch._values import is_int
 from dimsearch.config import ArchConfig
+from dimsearch.cost import estimate
 from dimsearch.errors import ArchError, DimsearchError
+from dimsearch.search.budgets import Budgets
 from dimsearch.search.study import (
     OBJECTIVES,
     Attr,
@@ -30,6 +33,7 @@ from dimsearch.search.study import (
 )
 
 __all__ = [
+    "SIZE_LIMITS",
     "ExportError",
     "ProxyWeights",
     "TrialRecord",
@@ -44,6 +48,13 @@ DEFAULT_NUM_CLASSES = 1000
 # what may appear of a study's free text in a generated docstring: enough for names like
 # "pit_ti", "cuda:0" or "Intel(R) Xeon(R) CPU @ 2.20GHz"; anything else becomes "?"
 _UNSAFE_TEXT = re.compile(r"[^A-Za-z0-9 _.,:;()@+/=#%-]")
+
+# The largest model an export writes. An exported file builds its model (and runs it once) at
+# the recorded sizes, so a study edited to ask for a width of 10**9 would allocate terabytes
+# when the file runs; the analytic cost model (no torch, nothing built) refuses it here first.
+# Far above anything a proxy search explores (PiT-B: 73.8 M params, 12.4 GFLOPs at 224 px),
+# below what fits a large machine: 10 G params are 40 GB of float32 weights.
+SIZE_LIMITS = Budgets(max_gflops=10_000.0, max_params_m=10_000.0)
 
 
 class ExportError(DimsearchError):
@@ -153,6 +164,26 @@ def _arch(study: str, trial: FrozenTrial) -> ArchConfig:
         ) from None
 
 
+def _check_size(
+    study: str, number: int, cfg: ArchConfig, img_size: int, num_classes: int, what: str
+) -> None:
+    """Refuse an architecture whose model would be absurdly large at the sizes a file uses."""
+    try:
+        est = estimate(cfg, img_size, num_classes)
+    except ArchError as err:
+        raise ExportError(
+            f"trial {number} of study {study!r}: its architecture cannot run at {img_size} px "
+            f"({what}): {err}"
+        ) from None
+    over = SIZE_LIMITS.violations({"gflops": est.gflops, "params_m": est.params / 1e6})
+    if over:
+        raise ExportError(
+            f"trial {number} of study {study!r} records an architecture too large to export "
+            f"({'; '.join(over)} at {img_size} px, {num_classes} classes, {what}); "
+            f"refusing it (a damaged or edited study?)"
+        )
+
+
 def _space_int(space: Any, key: str, default: int) -> int:
     value = space.get(key) if isinstance(space, dict) else None
     if value is None:
@@ -190,7 +221,8 @@ def trial_record(
 
     Raises:
         ExportError: the trial has no architecture, or one that breaks a rule (a tampered
-            ``arch`` attr ends here, never in a file), or a cost attr that is not a number.
+            ``arch`` attr ends here, never in a file), or one whose model would be larger
+            than `SIZE_LIMITS` at the study's sizes, or a cost attr that is not a number.
     """
     name = study.study_name
     number = trial.number
@@ -219,7 +251,7 @@ def trial_record(
     weights = ua.get(Attr.WEIGHTS)
     if weights is not None and not isinstance(weights, str):
         raise ExportError(f"trial {number}: user attr {Attr.WEIGHTS!r} must be a path string")
-    return TrialRecord(
+    record = TrialRecord(
         study=safe_text(name),
         number=number,
         state=trial.state.name,
@@ -236,6 +268,8 @@ def trial_record(
         weights_attr=weights,
         accuracy_runs=runs,
     )
+    _check_size(name, number, arch, record.img_size, record.num_classes, "the study's sizes")
+    return record
 
 
 def proxy_weights(
@@ -247,7 +281,8 @@ def proxy_weights(
     directory, then the study file's folder).
 
     Raises:
-        ExportError: the trial has no weights recorded, or the file is missing.
+        ExportError: the trial has no weights recorded, or the file is missing, or the
+            proxy-sized model they fit would be larger than `SIZE_LIMITS`.
     """
     if not record.weights_attr:
         raise ExportError(
@@ -263,10 +298,14 @@ def proxy_weights(
         raise ExportError(f"trial {record.number}: weights file not found (looked at {where})")
     ua = trial.user_attrs
     n = record.number
-    return ProxyWeights(
+    proxy = ProxyWeights(
         path=path,
         num_classes=_count(n, Attr.PROXY_CLASSES, ua.get(Attr.PROXY_CLASSES), record.num_classes),
         in_chans=_count(n, Attr.PROXY_CHANNELS, ua.get(Attr.PROXY_CHANNELS))
         or record.arch.in_chans,
         img_size=_count(n, Attr.PROXY_IMG, ua.get(Attr.PROXY_IMG)) or record.img_size,
     )
+    # the export itself builds this proxy-sized model to check the weights fit it
+    cfg = record.arch.replace(in_chans=proxy.in_chans)
+    _check_size(study.study_name, n, cfg, proxy.img_size, proxy.num_classes, "the proxy weights")
+    return proxy

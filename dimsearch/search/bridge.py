@@ -33,6 +33,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from dimsearch.errors import ArchError, DimsearchError
+from dimsearch.search.provenance import changes
 from dimsearch.search.study import Attr, set_trial_attrs
 
 __all__ = ["OpenTrial", "OptunaSearcher", "StudyRecorder"]
@@ -206,6 +207,7 @@ class StudyRecorder(Callback):
         self.on_event = on_event
         self.on_step = on_step
         self.counts = {"complete": 0, "pruned": 0, "failed": 0}
+        self.data_cache = study.user_attrs.get(Attr.DATA_CACHE)
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # Ray pickles its tuner for a Ray-side resume we never use (see above)
@@ -220,6 +222,22 @@ class StudyRecorder(Callback):
             return
         entry.results.append(_clean(result))
         set_trial_attrs(self.study, entry.trial, self._progress_attrs(entry))
+        cache = result.get(Attr.DATA_CACHE)
+        if isinstance(cache, dict) and cache != self.data_cache:
+            self._record_data_cache(cache)
+
+    def _record_data_cache(self, cache: dict[str, Any]) -> None:
+        """Record the proxy data the trials train on; say so when it is not what the study
+        recorded before (trials on other data may not compare), and go on."""
+        changed = changes(self.data_cache, cache)
+        if changed:
+            self.on_event(
+                "warn",
+                f"the proxy data differs from what study {self.study.study_name!r} recorded "
+                f"before ({'; '.join(changed)}): earlier trials may not compare with these",
+            )
+        self.study.set_user_attr(Attr.DATA_CACHE, cache)
+        self.data_cache = cache
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any

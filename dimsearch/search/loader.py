@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dimsearch._rules import Rule, Where, check_keys, check_section, kind_name
-from dimsearch.errors import DataError, LatencyError, SpaceError, TrainingError
+from dimsearch.errors import DataError, DimsearchError, LatencyError, SpaceError, TrainingError
 from dimsearch.search._params import PARAMS, REQUIRED, Spec, parse_decl
 from dimsearch.search.budgets import BUDGET_RULES, Budgets
 from dimsearch.search.settings import (
@@ -57,6 +57,7 @@ __all__ = [
     "TOP_RULES",
     "load_space",
     "parse_space",
+    "read_yaml",
     "space_from_dict",
 ]
 
@@ -131,6 +132,29 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def read_yaml(path: str | Path, error: type[DimsearchError] = SpaceError) -> Any:
+    """The YAML document in ``path``, read the one way dimsearch reads YAML: safe loading
+    (a ``!!python/...`` tag is an error, never an object built or a command run), and a key
+    written twice is an error.
+
+    Raises:
+        ``error``: the file cannot be read or is not valid YAML, in one line naming the file,
+            the line and column, and the problem.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(f"{source}: cannot be read ({err})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise error(f"{source}: is not valid YAML{at}: {problem}") from None
+
+
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a space file; nothing else (no study, no storage) is touched.
 
@@ -142,18 +166,7 @@ def load_space(path: str | Path) -> SearchSpace:
     p = Path(path)
     if not p.is_file():
         raise SpaceError(f"{source}: no such space file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpaceError(f"{source}: cannot be read ({err})") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise SpaceError(f"{source}: is not valid YAML{at}: {problem}") from None
-    return parse_space(data, Where(source), p)
+    return parse_space(read_yaml(p), Where(source), p)
 
 
 def space_from_dict(

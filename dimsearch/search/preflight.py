@@ -174,7 +174,14 @@ def preflight(space: Any, address: str | None = None) -> bool:
 
 
 def init_ray(address: str | None) -> None:
-    """Join the Ray cluster at ``address``, or start a new local Ray; nothing if Ray is up.
+    """Join the Ray cluster at ``address``, or start a fresh local Ray without its dashboard;
+    nothing if Ray is up.
+
+    A local Ray's own servers (gcs_server, raylet, the workers' gRPC ports) listen on every
+    interface in Ray 2.60, and `ray.init` replaces a 127.0.0.1 node address by the host's
+    own, so nothing passed here keeps them on loopback (tests/test_safety.py holds a strict
+    xfail on it). On an untrusted network, firewall the host or use Ray's token
+    authentication (``RAY_AUTH_MODE=token``).
 
     Raises:
         ResourceError: the cluster at ``address`` cannot be joined.

@@ -3,7 +3,9 @@
 One call of `run` is one *session* of a study. The study itself persists: a rerun recovers
 trials a killed driver left RUNNING (FAIL, with the reason), enqueues only the seeds not yet
 present, reseeds the sampler past the trials it already has (so a resumed study does not
-replay its random start-up samples) and adds ``search.trials`` new sampled trials.
+replay its random start-up samples) and adds ``search.trials`` new sampled trials. Each
+session records its library versions and source commit in the study, and warns when they
+differ from the previous session's (`dimsearch.search.provenance`).
 """
 
 from __future__ import annotations
@@ -96,6 +98,18 @@ def _check_latency_kind(study: optuna.Study, space: Any) -> None:
             f"{kind!r}. Latencies from different devices do not compare: use another --storage "
             f"or set latency.device: {have}"
         )
+
+
+def _record_versions(study: optuna.Study) -> list[str]:
+    """Record this session's library versions and source commit in the study; return what
+    changed since the last session recorded them (``["torch 2.3.0 -> 2.4.1"]``). A resumed
+    study under other versions is the user's to judge: it is said, never refused."""
+    from dimsearch.search.provenance import changes, current_versions
+
+    now = current_versions()
+    changed = changes(study.user_attrs.get(Attr.VERSIONS), now)
+    study.set_user_attr(Attr.VERSIONS, now)
+    return changed
 
 
 def _enqueue_seeds(study: optuna.Study, space: Any) -> list[str]:
@@ -200,6 +214,7 @@ def _run(
     store = resolve_storage(storage, space.name)
     study = open_study(space.name, store, directions=list(space.directions))
     _check_latency_kind(study, space)
+    changed = _record_versions(study)
     study.set_user_attr(Attr.SPACE, space.to_dict())
     study.set_user_attr(Attr.OBJECTIVES, list(space.objectives))
     recovered = recover_orphans(study)
@@ -210,6 +225,12 @@ def _run(
     study.sampler = space.make_sampler(seed_offset=len(study.trials))
 
     live = LiveView(console, study, total=total, timeout_min=space.search.timeout_min)
+    if changed:
+        live.event(
+            "warn",
+            f"study {study.study_name!r} was last run with other versions: {', '.join(changed)}; "
+            "its earlier trials may not compare with this session's",
+        )
     for n in recovered:
         live.event("failed", f"trial {n} was left RUNNING by a stopped driver: marked failed")
     if seeds:

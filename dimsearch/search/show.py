@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["accuracy_text", "study_table"]
+__all__ = ["accuracy_text", "provenance_lines", "study_table"]
 
 
 def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: bool) -> Table:
@@ -30,7 +31,7 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
     kind = "all trials" if all_trials else "Pareto front"
     front = [r for r in rows if not r.get("reference")]
     predicted = any(r.get("predicted_latency_ms") is not None for r in rows)
-    table = Table(title=f"{study.study_name}: {kind} ({len(front)})")
+    table = Table(title=f"{escape(study.study_name)}: {kind} ({len(front)})")
     columns = ["#", "seed", "state", "top-1 %", "GFLOPs", "ms", "M params", "epochs"]
     if predicted:
         columns.insert(columns.index("ms") + 1, "pred. ms")
@@ -79,3 +80,21 @@ def accuracy_text(r: dict[str, Any]) -> str:
 
 def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else spec.format(value)
+
+
+def provenance_lines(provenance: dict[str, Any]) -> list[str]:
+    """`study_provenance` for people: one line of versions and commit, one of the data cache."""
+    lines = []
+    versions = provenance.get("versions")
+    if isinstance(versions, dict):
+        libs = [f"{k} {v}" for k, v in versions.items() if not k.startswith("git_")]
+        commit = versions.get("git_commit")
+        if commit:
+            libs.append(f"git {commit}" + (" (dirty)" if versions.get("git_dirty") else ""))
+        lines.append("recorded with: " + ", ".join(libs))
+    else:
+        lines.append("recorded with: (no versions recorded)")
+    cache = provenance.get("data_cache")
+    if isinstance(cache, dict):
+        lines.append(f"proxy data cache: {cache.get('key')} (checksum {cache.get('checksum')})")
+    return lines

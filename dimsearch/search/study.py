@@ -22,7 +22,8 @@ The contract:
   (Optuna's `Study.best_trials`); `nondominated` applies the same rule to bare points (a 2-D
   plane of the front, the slices of a hypervolume). Ties are kept in both.
 * **Reading.** `study_rows` and `trial_row` give flat, JSON-ready records (what `show` prints
-  and `report` tabulates); `state_counts` counts trials by state.
+  and `report` tabulates); `state_counts` counts trials by state; `study_provenance` says
+  what the study was recorded with (versions, source commit, data cache).
 * **Optuna's private parts.** Ids and the storage object that Optuna keeps private
   (``Study._storage``, ``Study._study_id``, ``Trial._trial_id``) are reached here and nowhere
   else (`trial_id`, `study_id`, `trial_handle`, `study_system_attrs`,
@@ -78,6 +79,7 @@ __all__ = [
     "study_file",
     "study_id",
     "study_name_of",
+    "study_provenance",
     "study_rows",
     "study_system_attrs",
     "trial_accuracy",
@@ -133,6 +135,10 @@ class Attr:
     SPACE = "space"
     LATENCY_KIND = "latency_device_kind"
     OBJECTIVES = "objectives"
+    # the latest session's dimsearch, torch, timm, optuna, ray versions, git_commit, git_dirty
+    VERSIONS = "versions"
+    # the proxy data the trials trained on: {"key": cache folder name, "checksum": ...}
+    DATA_CACHE = "data_cache"
 
 
 # -- objectives ----------------------------------------------------------------------------------
@@ -405,6 +411,14 @@ def _mark_overlaps(rows: list[dict[str, Any]]) -> None:
             continue
         if above["accuracy"] - a <= row["accuracy"] + b:
             row["within_noise"] = above["within_noise"] = True
+
+
+def study_provenance(study: optuna.Study) -> dict[str, Any]:
+    """What the study was recorded with: ``versions`` (the latest session's library versions
+    and source commit) and ``data_cache`` (the proxy data's cache key and checksum); ``None``
+    where not recorded (older studies, or synthetic data, which is not cached)."""
+    attrs = study.user_attrs
+    return {"versions": attrs.get(Attr.VERSIONS), "data_cache": attrs.get(Attr.DATA_CACHE)}
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

@@ -10,7 +10,8 @@ Reports, all with ``epoch`` (the scheduler's time axis) and ``accuracy`` (top-1,
 
 * epoch 0, only when the measured latency is over budget: ``over_budget`` says why, and the
   trial ends without training (the driver records it as PRUNED);
-* epochs 1..E: the held-out accuracy after each epoch, with the loss curve and timing; the
+* epochs 1..E: the held-out accuracy after each epoch, with the loss curve and timing (and,
+  for a cached dataset, ``data_cache``: the cache's key and checksum); the
   last one carries the trained weights as a Ray checkpoint (``model.pt``, a state dict of
   the proxy-sized model), which the driver records so `dimsearch export --weights` finds it.
 
@@ -119,6 +120,9 @@ def run_trial(config: dict[str, Any]) -> None:
     train_cfg = TrainConfig.from_dict(config["train"])
     base["proxy_num_classes"] = data.num_classes
     base["proxy_in_chans"] = data.channels
+    if data.info.get("cache_checksum"):  # a cached kind: say which bytes this trial saw
+        key = Path(data.info["cache_path"]).name
+        base["data_cache"] = {"key": key, "checksum": data.info["cache_checksum"]}
     final: dict[str, Any] = {}
 
     def report(ep: Any) -> None:
