@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "DimsearchError",
     "LatencyError",
+    "OutputError",
     "SpaceError",
     "TrainingError",
 ]
@@ -39,6 +40,10 @@ class DataError(DimsearchError):
 
 class LatencyError(DimsearchError, ValueError):
     """Latency settings break a rule, or a prediction lacks the measurements it needs."""
+
+
+class OutputError(DimsearchError):
+    """An output path (``export -o``, ``report -o``) cannot be written as asked."""
 
 
 class SpaceError(DimsearchError):

@@ -19,9 +19,14 @@ def _space_data(space: Path) -> Any:
     import yaml
 
     try:
-        doc = yaml.safe_load(space.read_text())
+        doc = yaml.safe_load(space.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise SpaceError(
+            f"{space}: not a UTF-8 text file (byte {err.start}); expected a space YAML"
+        ) from None
     except (OSError, yaml.YAMLError) as err:
-        raise SpaceError(f"{space}: cannot read it as YAML ({err})") from None
+        why = " ".join(str(err).split())
+        raise SpaceError(f"{space}: cannot read it as YAML ({why})") from None
     if doc is None:
         return None
     if not isinstance(doc, dict):

@@ -52,14 +52,20 @@ def show(
 ) -> None:
     """Print the Pareto front of a study (seeds marked by name)."""
     from dimsearch.search.show import study_table
-    from dimsearch.search.study import open_study, state_counts, study_name_of, study_rows
+    from dimsearch.search.study import (
+        json_safe,
+        open_study,
+        state_counts,
+        study_name_of,
+        study_rows,
+    )
 
     with user_errors():
         name, default_storage = study_name_of(study)
         st = open_study(name, storage or default_storage)
     rows = study_rows(st, all_trials=all_trials)
-    if as_json:
-        console.print_json(json.dumps(rows))
+    if as_json:  # inf/NaN read from the study print as null: the output stays JSON
+        console.print_json(json.dumps(json_safe(rows), allow_nan=False))
         return
     console.print(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
