@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "DimsearchError",
     "LatencyError",
+    "OutputError",
     "ResourceError",
     "SpaceError",
     "TrainingError",
@@ -45,6 +46,10 @@ class LatencyError(DimsearchError, ValueError):
 class ResourceError(DimsearchError):
     """What a run needs from the machine is not there: CPUs or GPUs a trial asks for, a
     device to measure on, a folder to write to, a Ray cluster to join."""
+
+
+class OutputError(DimsearchError):
+    """An output path (``export -o``, ``report -o``) cannot be written as asked."""
 
 
 class SpaceError(DimsearchError):

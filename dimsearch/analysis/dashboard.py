@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -401,12 +401,34 @@ def make_dashboard_server(
     """
     from optuna_dashboard import wsgi
 
-    app = wsgi(storage, artifact_store=_store(artifact_store))
-    return make_server(host, port, app, handler_class=_QuietHandler)
+    server = WSGIServer((host, port), _QuietHandler)  # bound first: a busy port creates nothing
+    try:
+        server.set_app(wsgi(storage, artifact_store=_store(artifact_store)))
+    except BaseException:
+        server.server_close()
+        raise
+    return server
+
+
+def bind_dashboard(
+    storage: str | optuna.storages.BaseStorage,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    artifact_store: Any = None,
+) -> WSGIServer:
+    """`make_dashboard_server`, with a port in use (or a host that cannot be bound) as a
+    `DimsearchError`: the CLI binds first, so a refused dashboard writes nothing to the study."""
+    try:
+        return make_dashboard_server(storage, host, port, artifact_store)
+    except OSError as err:
+        raise DimsearchError(
+            f"cannot serve the dashboard on {host}:{port}: {err.strerror or err}; "
+            "expected a free port (--port, 0 picks one) on an address of this machine (--host)"
+        ) from None
 
 
 def serve(
-    storage: str | optuna.storages.BaseStorage,
+    storage: str | optuna.storages.BaseStorage | WSGIServer,
     host: str = "127.0.0.1",
     port: int = 8080,
     artifact_store: Any = None,
@@ -416,7 +438,8 @@ def serve(
     """Serve optuna-dashboard on ``host:port`` until interrupted (Ctrl-C).
 
     Args:
-        storage: the Optuna storage (URL or object) holding the studies.
+        storage: the Optuna storage (URL or object) holding the studies, or a server already
+            bound (`bind_dashboard`; then ``port`` and ``artifact_store`` are its own).
         host: interface to bind; 127.0.0.1 keeps it on this machine (use 0.0.0.0 only on a
             trusted network: the dashboard can edit and delete studies).
         port: TCP port; 0 picks a free one.
@@ -424,7 +447,10 @@ def serve(
             so the trial pages can offer the files for download.
         ready: called with the dashboard URL once the socket is bound.
     """
-    server = make_dashboard_server(storage, host, port, artifact_store)
+    if isinstance(storage, WSGIServer):
+        server = storage
+    else:
+        server = make_dashboard_server(storage, host, port, artifact_store)
     try:
         if ready is not None:
             shown = "127.0.0.1" if host in ("0.0.0.0", "") else host

@@ -12,6 +12,7 @@ hundred trials of a study and the two to four objectives dimsearch has.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,16 @@ def _trial_seconds(t: optuna.trial.FrozenTrial) -> float:
     return 0.0
 
 
+def check_reference(reference: Sequence[float], objectives: int) -> None:
+    """Refuse a hypervolume reference point that is not one finite number per objective
+    (the report checks it before it writes anything)."""
+    if len(reference) != objectives or not all(math.isfinite(v) for v in reference):
+        raise AnalysisError(
+            f"the reference point needs one finite value per objective ({objectives}), "
+            f"got {list(reference)}"
+        )
+
+
 def hypervolume_history(
     study: optuna.Study,
     objectives: Sequence[str],
@@ -170,11 +181,7 @@ def hypervolume_history(
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values is not None]
     if reference is not None:
-        if len(reference) != len(directions):
-            raise AnalysisError(
-                f"the reference point needs one value per objective ({len(directions)}), "
-                f"got {list(reference)}"
-            )
+        check_reference(reference, len(directions))
         ref, source = np.asarray(reference, dtype=float), "given"
     elif done:
         ref = reference_point(np.array([t.values for t in done]), directions)

@@ -132,7 +132,12 @@ def write_report(
     Each figure that cannot be drawn (no completed trial, a single value) is left out with a
     note on the page and in `Report.notes`; the report itself is always written.
     """
-    out = Path(out_dir)
+    from dimsearch.analysis.hypervolume import check_reference
+    from dimsearch.outputs import check_out_dir
+
+    out = check_out_dir(out_dir)
+    if reference is not None:  # refused before anything is written
+        check_reference(reference, len(study.directions))
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     rows = _pareto_rows(study)

@@ -6,9 +6,19 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from dimsearch.cli._common import app, bench_app, console, user_errors
+from dimsearch.cli._common import (
+    MAX_BATCH,
+    MAX_CLASSES,
+    MAX_IMG_SIZE,
+    MAX_REPEATS,
+    app,
+    bench_app,
+    console,
+    user_errors,
+)
 from dimsearch.config import ArchConfig
 from dimsearch.errors import ArchError
 
@@ -44,14 +54,17 @@ def load_arch(name_or_file: str) -> ArchConfig:
 @app.command("zoo")
 def zoo_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    img_size: int = typer.Option(224, help="Resolution the costs are computed at."),
+    img_size: int = typer.Option(
+        224, min=1, max=MAX_IMG_SIZE, help="Resolution the costs are computed at."
+    ),
 ) -> None:
     """List the published fixed points: params, GFLOPs (analytic, fvcore convention), top-1."""
     from dimsearch import cost, zoo
 
     rows = []
     for e in zoo.entries():
-        est = cost.estimate(e.cfg, img_size)
+        with user_errors():
+            est = cost.estimate(e.cfg, img_size)
         rows.append(
             {
                 "name": e.name,
@@ -82,8 +95,8 @@ def zoo_cmd(
 @app.command()
 def describe(
     name_or_file: str = typer.Argument(..., help="Zoo name or a JSON/YAML ArchConfig file."),
-    img_size: int = typer.Option(224, help="Input resolution."),
-    num_classes: int = typer.Option(1000, help="Classifier width."),
+    img_size: int = typer.Option(224, min=1, max=MAX_IMG_SIZE, help="Input resolution."),
+    num_classes: int = typer.Option(1000, min=1, max=MAX_CLASSES, help="Classifier width."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Per-stage table of an architecture: grid, width, heads, depth, params and FLOPs."""
@@ -95,7 +108,7 @@ def describe(
     if as_json:
         console.print_json(json.dumps({"arch": cfg.to_dict(), "cost": est.to_dict()}))
         return
-    table = Table(title=f"{cfg.name or name_or_file} @ {img_size}px, {num_classes} classes")
+    table = Table(title=f"{escape(cfg.name or name_or_file)} @ {img_size}px, {num_classes} classes")
     for col in ("part", "grid", "width", "heads", "depth", "attention", "pos", "params", "MFLOPs"):
         table.add_column(col, justify="left" if col in ("part", "attention", "pos") else "right")
     for part in est.parts:
@@ -130,11 +143,16 @@ def describe(
 def bench_generator_cmd(
     model: str = typer.Option("pit_s", help="Zoo name with a timm twin (PiT family)."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
-    batch_size: int = typer.Option(None, "--batch", help="Default 128 on CUDA, 8 on CPU."),
-    img_size: int = typer.Option(224, help="Input resolution."),
-    rounds: int = typer.Option(41, min=1, help="Rounds, each one paired ratio."),
+    batch_size: int = typer.Option(
+        None, "--batch", min=1, max=MAX_BATCH, help="Default 128 on CUDA, 8 on CPU."
+    ),
+    img_size: int = typer.Option(224, min=1, max=MAX_IMG_SIZE, help="Input resolution."),
+    rounds: int = typer.Option(41, min=1, max=MAX_REPEATS, help="Rounds, each one paired ratio."),
     repeats: int = typer.Option(
-        3, min=1, help="Timed passes per model per round, alternating with the other's."
+        3,
+        min=1,
+        max=MAX_REPEATS,
+        help="Timed passes per model per round, alternating with the other's.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Also print the figures as JSON."),
 ) -> None:
@@ -145,7 +163,8 @@ def bench_generator_cmd(
         res = bench_generator(model, device, batch_size, img_size, rounds, repeats)
     d = res.to_dict()
     table = Table(
-        title=f"{model} vs timm {res.timm_model}: {res.device_name}, batch {res.batch_size}, "
+        title=f"{escape(model)} vs timm {res.timm_model}: {res.device_name}, "
+        f"batch {res.batch_size}, "
         f"{res.img_size}px, {res.dtype}"
     )
     for col in ("model", "median img/s", "min", "max"):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from dimsearch.cli._common import app, console, user_errors
+from dimsearch.cli._common import MAX_BINS, MAX_DRAWS, app, console, user_errors
 from dimsearch.errors import DimsearchError
 
 if TYPE_CHECKING:
@@ -82,6 +82,14 @@ def _print_bands(bands: BandedEDFs, title: str) -> None:
     console.print(f"verdict: {escape(bands.verdict())}", soft_wrap=True)
 
 
+def _floats_ok(values: list[float] | None, what: str) -> list[float] | None:
+    import math
+
+    if values and not all(math.isfinite(v) for v in values):
+        raise DimsearchError(f"{what} must be finite numbers, got {values}")
+    return values
+
+
 def _artifact_dir(storage_url: str | None, name: str) -> Path:
     """``studies/pit.db`` -> ``studies/pit.artifacts``: the files live beside the study."""
     from dimsearch.search.study import STUDIES_DIR, study_file
@@ -94,11 +102,12 @@ def _floats(text: str | None, what: str) -> list[float] | None:
     if not text:
         return None
     try:
-        return [float(x) for x in text.split(",")]
+        values = [float(x) for x in text.split(",")]
     except ValueError:
         raise DimsearchError(
             f"{what} must be comma-separated numbers, e.g. 0,3,50; got {text!r}"
         ) from None
+    return _floats_ok(values, what)
 
 
 @app.command()
@@ -111,9 +120,12 @@ def dashboard(
         None, help="Artifact directory (default: beside the study, studies/<name>.artifacts)."
     ),
 ) -> None:
-    """Open a study in optuna-dashboard, with architecture notes and the front's model code."""
-    from dimsearch.analysis.dashboard import prepare_dashboard, serve
-    from dimsearch.search.study import resolve_storage, storage_url, study_id, study_name_of
+    """Open a study in optuna-dashboard, with architecture notes and the front's model code.
+
+    Everything that can be refused (the study, its storage, the port) is checked before the
+    notes are written: a refused dashboard leaves the study as it was."""
+    from dimsearch.analysis.dashboard import bind_dashboard, prepare_dashboard, serve
+    from dimsearch.search.study import open_storage, storage_url, study_id, study_name_of
 
     with user_errors():
         if study is None:
@@ -126,16 +138,19 @@ def dashboard(
             import optuna
 
             url = storage
-            st = resolve_storage(storage, "dashboard")
+            st = open_storage(storage, "dashboard", writable=True)
             names = [s.study_name for s in optuna.get_all_study_summaries(st)]
             studies = [optuna.load_study(study_name=n, storage=st) for n in names]
             art = artifacts or _artifact_dir(url, "dashboard")
         else:
+            from dimsearch.search.study import open_study
+
             name, default_storage = study_name_of(study)
             url = storage_url(storage or default_storage, name)
-            studies = [_open(study, storage)]  # checks it exists before anything is served
-            st = resolve_storage(url, name)
+            st = open_storage(url, name, writable=True)  # checks it exists, creates nothing
+            studies = [open_study(name, st)]
             art = artifacts or _artifact_dir(url, name)
+        server = bind_dashboard(st, host, port, art)  # a port in use is refused here
         for s in studies:
             summary = prepare_dashboard(s, art)
             console.print(
@@ -153,7 +168,7 @@ def dashboard(
             url += f"/studies/{study_id(studies[0])}"
         console.print(f"dashboard: {url}  (Ctrl-C stops it)", soft_wrap=True)
 
-    serve(st, host=host, port=port, artifact_store=art, ready=ready)
+    serve(server, host=host, ready=ready)
 
 
 @app.command()
@@ -166,14 +181,18 @@ def report(
         help="Hypervolume reference point, one value per objective in their units, e.g. "
         "0,3,50 (default: worst completed values + 10% of their range).",
     ),
-    bins: int = typer.Option(None, min=1, help="FLOPs bins of the complexity normalisation."),
+    bins: int = typer.Option(
+        None, min=1, max=MAX_BINS, help="FLOPs bins of the complexity normalisation."
+    ),
     sample: str = typer.Option(
         None,
         help="Draw the design-space statistics from this sample (a table .json or a sample "
         "study) instead of the study's trials. Default: the study itself if it is a sample.",
     ),
     sample_storage: str = typer.Option(None, help="Optuna storage URL of a study --sample."),
-    boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of the EDF bands."),
+    boot: int = typer.Option(
+        1000, min=1, max=MAX_DRAWS, help="Bootstrap resamples of the EDF bands."
+    ),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
 ) -> None:
     """Write a static HTML report of a study: fronts, hypervolume, importances, EDFs."""
@@ -195,7 +214,7 @@ def report(
             n_boot=boot,
         )
     s = rep.summary
-    table = Table(title=f"{s['study']}: report", show_header=False)
+    table = Table(title=f"{escape(s['study'])}: report", show_header=False)
     table.add_column("", style="dim")
     table.add_column("")
     table.add_row("trials", ", ".join(f"{v} {k}" for k, v in s["states"].items()))
@@ -204,16 +223,17 @@ def report(
         table.add_row(
             "best accuracy",
             f"{b['accuracy']:.2f} % (trial {b['number']}"
-            + (f", {b['label']})" if b["label"] else ")"),
+            + (f", {escape(b['label'])})" if b["label"] else ")"),
         )
     table.add_row("Pareto front", f"{s['front_size']} trials")
     table.add_row("hypervolume", f"{s['hypervolume']:.4g}")
     table.add_row("design-space statistics", s["edf_source"]["note"])
     console.print(table)
     for note in rep.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(
-        f"report: {rep.index} ({len(rep.images)} figures, numbers in {rep.data.name})",
+        f"report: {escape(str(rep.index))} ({len(rep.images)} figures, numbers in "
+        f"{escape(rep.data.name)})",
         soft_wrap=True,
     )
 
@@ -230,8 +250,12 @@ def compare(
         help="Error threshold (%) for the table; repeat for several (default: pooled "
         "10/25/50 % quantiles).",
     ),
-    bins: int = typer.Option(None, min=1, help="FLOPs bins of the complexity normalisation."),
-    boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of the EDF bands."),
+    bins: int = typer.Option(
+        None, min=1, max=MAX_BINS, help="FLOPs bins of the complexity normalisation."
+    ),
+    boot: int = typer.Option(
+        1000, min=1, max=MAX_DRAWS, help="Bootstrap resamples of the EDF bands."
+    ),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
 ) -> None:
     """Compare two design spaces: their error EDFs with bootstrap bands, plain and normalised
@@ -242,8 +266,11 @@ def compare(
 
     from dimsearch.analysis.edf import compare_points
     from dimsearch.analysis.figures import plot_compare
+    from dimsearch.outputs import check_out_dir
 
     with user_errors():
+        check_out_dir(out)
+        _floats_ok(threshold, "--threshold")
         (la, pa), (lb, pb) = _points(study_a, storage_a), _points(study_b, storage_b)
         if la == lb:
             la, lb = study_a, study_b
@@ -261,7 +288,7 @@ def compare(
         kind = "normalized" if normed and g.normalized else "raw"
         fr = [cmp.fractions[g.value][t][kind] for t in cmp.thresholds]
         table.add_row(
-            str(g.value),
+            escape(str(g.value)),
             str(g.raw.n),
             f"{s.n_effective:.1f}",
             f"{s.mean:.2f}",
@@ -275,13 +302,13 @@ def compare(
         if dropped:
             console.print(
                 "outside the common FLOPs range (weight 0): "
-                + ", ".join(f"{k}: {v}" for k, v in dropped.items())
+                + ", ".join(f"{escape(str(k))}: {v}" for k, v in dropped.items())
             )
     for bands in cmp.bands:
         _print_bands(bands, f"{la} vs {lb}")
     _print_source(la, pa)
     _print_source(lb, pb)
-    console.print(f"compare: {fig.path}", soft_wrap=True)
+    console.print(f"compare: {escape(str(fig.path))}", soft_wrap=True)
 
 
 @app.command()
@@ -301,8 +328,12 @@ def edf(
         help="Weightings, comma-separated: plain, gflops (complexity-normalised by GFLOPs), "
         "params (by parameter count).",
     ),
-    bins: int = typer.Option(None, min=1, help="Complexity bins of the normalisation."),
-    boot: int = typer.Option(1000, min=1, help="Bootstrap resamples of the architectures."),
+    bins: int = typer.Option(
+        None, min=1, max=MAX_BINS, help="Complexity bins of the normalisation."
+    ),
+    boot: int = typer.Option(
+        1000, min=1, max=MAX_DRAWS, help="Bootstrap resamples of the architectures."
+    ),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
@@ -324,6 +355,7 @@ def edf(
             )
         if not params:
             raise DimsearchError(f"--by must name at least one design choice; got {by!r}")
+        _floats_ok(threshold, "--threshold")
         name, pts = _points(source, storage)
         results = {
             p: edf_bands_by_choice(

@@ -7,9 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from dimsearch.cli._common import app, console, user_errors
+from dimsearch.cli._common import (
+    MAX_BATCH,
+    MAX_DRAWS,
+    MAX_REPEATS,
+    MAX_SEED,
+    MAX_THREADS,
+    app,
+    console,
+    user_errors,
+)
 
 latency_app = typer.Typer(
     help="Latency prediction: time a space's building blocks once per device, then add up.",
@@ -19,17 +29,31 @@ app.add_typer(latency_app, name="latency")
 
 _SPACE = typer.Argument(..., help="Search-space YAML, e.g. spaces/pit.yaml.")
 _DEVICE = typer.Option(None, help="cpu or cuda[:N] (default: the space's latency.device).")
-_BATCH = typer.Option(None, "--batch-size", min=1, help="Images per pass (default: the space's).")
+_BATCH = typer.Option(
+    None, "--batch-size", min=1, max=MAX_BATCH, help="Images per pass (default: the space's)."
+)
 _PRECISION = typer.Option(None, help="fp32, bf16 or fp16 (default: the space's, else fp32).")
 _MODE = typer.Option(None, help="latency (ms) or throughput (images/s); default the space's.")
 _THREADS = typer.Option(
-    None, min=1, help="torch threads (default: the space's resources.cpus, as a trial runs)."
+    None,
+    min=1,
+    max=MAX_THREADS,
+    help="torch threads (default: the space's resources.cpus, as a trial runs).",
 )
 _CLOCK = typer.Option(
     None, help="wall (elapsed) or cpu (thread CPU time; 1 thread on cpu only); default the space's."
 )
-_REPEATS = typer.Option(None, min=1, help="Timed passes of each (default: the space's).")
-_WARMUP = typer.Option(None, min=0, help="Untimed passes first (default: the space's).")
+_REPEATS = typer.Option(
+    None, min=1, max=MAX_REPEATS, help="Timed passes of each (default: the space's)."
+)
+_WARMUP = typer.Option(
+    None, min=0, max=MAX_REPEATS, help="Untimed passes first (default: the space's)."
+)
+
+
+def _say(text: str) -> None:
+    """A progress line: it quotes names from the space file, so it is never read as markup."""
+    console.print(text, markup=False)
 
 
 def _settings(spc: Any, **overrides: Any) -> Any:
@@ -53,11 +77,13 @@ def _by_kind(parts: Any) -> str:
 @latency_app.command("calibrate")
 def calibrate_cmd(
     space: Path = _SPACE,
-    samples: int = typer.Option(5000, min=1, help="Architectures drawn to collect part shapes."),
-    fit_models: int = typer.Option(
-        10, min=0, help="Whole models timed to fit the scale and overhead."
+    samples: int = typer.Option(
+        5000, min=1, max=MAX_DRAWS, help="Architectures drawn to collect part shapes."
     ),
-    seed: int = typer.Option(0, help="Sampler seed of the calibration draws."),
+    fit_models: int = typer.Option(
+        10, min=0, max=MAX_REPEATS, help="Whole models timed to fit the scale and overhead."
+    ),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Sampler seed of the calibration draws."),
     refresh: bool = typer.Option(
         False, help="Time everything again, ignoring the cached table (e.g. on a now quiet box)."
     ),
@@ -96,7 +122,7 @@ def calibrate_cmd(
         img, classes = spc.target_img_size, spc.num_classes
         parts = distinct_parts(archs, img, classes)
         late = distinct_parts(archs[: int(len(archs) * 0.9)], img, classes)
-        console.print(
+        _say(
             f"{spc.name}: {len(archs)} architectures within the budgets in {draws} draws use "
             f"{len(parts)} distinct parts ({_by_kind(parts)}); the last 10% of them added "
             f"{len(parts) - len(late)}"
@@ -105,7 +131,7 @@ def calibrate_cmd(
         if refresh:
             table.parts.clear()
             table.models.clear()
-        console.print(f"table: {table.describe()}")
+        _say(f"table: {table.describe()}")
         report = calibrate(
             table,
             archs,
@@ -113,7 +139,7 @@ def calibrate_cmd(
             num_classes=classes,
             fit_models=archs[:fit_models],
             space=spc.name,
-            progress=console.print,
+            progress=_say,
         )
     c = table.correction(spc.name)
     console.print(
@@ -121,15 +147,19 @@ def calibrate_cmd(
         f"{report.models_measured} of {report.models_needed} whole models in "
         f"{report.seconds:.1f} s; the table holds {len(table.parts)} parts, {len(table.models)} "
         f"models\ncorrection: predicted = {c.scale:.3f} x sum(parts) + {c.overhead_ms:.3f} ms "
-        f"(fitted on {c.models} models)\ncached in {table.path}"
+        f"(fitted on {c.models} models)\ncached in {escape(str(table.path))}"
     )
 
 
 @latency_app.command("check")
 def check_cmd(
     space: Path = _SPACE,
-    n: int = typer.Option(50, "--n", min=2, help="Held-out architectures to time."),
-    seed: int = typer.Option(1, help="Sampler seed of the held-out draws (not calibration's)."),
+    n: int = typer.Option(
+        50, "--n", min=2, max=MAX_REPEATS, help="Held-out architectures to time."
+    ),
+    seed: int = typer.Option(
+        1, min=0, max=MAX_SEED, help="Sampler seed of the held-out draws (not calibration's)."
+    ),
     out: Path = typer.Option(None, help="Write every architecture's figures here (JSON)."),
     device: str = _DEVICE,
     batch_size: int = _BATCH,
@@ -160,9 +190,9 @@ def check_cmd(
             warmup=warmup,
         )
         table = open_table(settings)
-        console.print(f"table: {table.describe()}")
-        res = check_predictor(spc, table, n=n, seed=seed, progress=console.print)
-    grid = Table(title=f"{spc.name}: {n} held-out architectures, measured alone")
+        _say(f"table: {table.describe()}")
+        res = check_predictor(spc, table, n=n, seed=seed, progress=_say)
+    grid = Table(title=f"{escape(spc.name)}: {n} held-out architectures, measured alone")
     for col in ("predictor", "fit: a * x + b", "within +-10%", "Spearman", "MAPE", "worst"):
         grid.add_column(col, justify="left" if col == "predictor" else "right")
     for label, s in res.scores.items():
@@ -199,4 +229,4 @@ def check_cmd(
             for i, arch in enumerate(res.archs)
         ]
         out.write_text(json.dumps({"table": table.identity, "rows": rows}, indent=1))
-        console.print(f"figures written to {out}")
+        console.print(f"figures written to {escape(str(out))}")

@@ -61,6 +61,7 @@ def show(
 
     from dimsearch.search.show import provenance_lines, study_table
     from dimsearch.search.study import (
+        json_safe,
         open_study,
         state_counts,
         study_name_of,
@@ -79,8 +80,8 @@ def show(
                 console.print(escape(line), soft_wrap=True)
         return
     rows = study_rows(st, all_trials=all_trials)
-    if as_json:
-        console.print_json(json.dumps(rows))
+    if as_json:  # inf/NaN read from the study print as null: the output stays JSON
+        console.print_json(json.dumps(json_safe(rows), allow_nan=False))
         return
     console.print(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())

@@ -7,9 +7,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from dimsearch.cli._common import app, bench_app, console, user_errors
+from dimsearch.cli._common import (
+    MAX_BATCH,
+    MAX_CLASSES,
+    MAX_DRAWS,
+    MAX_IMG_SIZE,
+    MAX_REPEATS,
+    app,
+    bench_app,
+    console,
+    user_errors,
+)
+
+_MAX_SEEDS = 100
+_MAX_EPOCHS = 10_000
 
 if TYPE_CHECKING:
     from dimsearch.data import DataConfig
@@ -32,15 +46,23 @@ def proxy_check_cmd(
     models: str = typer.Option(
         None, help="Comma-separated zoo names (default pit_ti,pit_xs,pit_s,rest_lite,rest_small)."
     ),
-    seeds: int = typer.Option(2, min=1, help="Training seeds per model (0, 1, ...)."),
-    epochs: int = typer.Option(None, help="Override train.epochs."),
-    img_size: int = typer.Option(None, help="Override data.img_size (default 48 without --space)."),
+    seeds: int = typer.Option(
+        2, min=1, max=_MAX_SEEDS, help="Training seeds per model (0, 1, ...)."
+    ),
+    epochs: int = typer.Option(None, min=1, max=_MAX_EPOCHS, help="Override train.epochs."),
+    img_size: int = typer.Option(
+        None, min=1, max=MAX_IMG_SIZE, help="Override data.img_size (default 48 without --space)."
+    ),
     data_kind: str = typer.Option(None, help="Override data.kind (synthetic, imagefolder, idx)."),
     root: str = typer.Option(None, help="Override data.root (imagefolder / idx folder)."),
-    classes: int = typer.Option(None, help="Override data.num_classes."),
-    train_per_class: int = typer.Option(None, help="Override data.train_per_class."),
-    val_per_class: int = typer.Option(None, help="Override data.val_per_class."),
-    batch: int = typer.Option(None, help="Override train.batch_size."),
+    classes: int = typer.Option(None, min=1, max=MAX_CLASSES, help="Override data.num_classes."),
+    train_per_class: int = typer.Option(
+        None, min=1, max=MAX_DRAWS, help="Override data.train_per_class."
+    ),
+    val_per_class: int = typer.Option(
+        None, min=1, max=MAX_DRAWS, help="Override data.val_per_class."
+    ),
+    batch: int = typer.Option(None, min=1, max=MAX_BATCH, help="Override train.batch_size."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     as_json: bool = typer.Option(False, "--json", help="Also print the results as one JSON line."),
 ) -> None:
@@ -72,7 +94,7 @@ def proxy_check_cmd(
             train=train_cfg,
             device=device,
             on_run=lambda name, seed, r: console.print(
-                f"  {name} seed {seed}: {r.final_acc:.2f}% after {_epochs(r.epochs_run)} "
+                f"  {escape(name)} seed {seed}: {r.final_acc:.2f}% after {_epochs(r.epochs_run)} "
                 f"({r.seconds:.1f} s, {r.device})"
             ),
         )
@@ -109,7 +131,7 @@ def _proxy_settings(
 
 def _print_proxy_check(res: ProxyCheckResult) -> None:
     table = Table(
-        title=f"proxy check on {res.data_name}, {_epochs(res.train['epochs'])} "
+        title=f"proxy check on {escape(res.data_name)}, {_epochs(res.train['epochs'])} "
         f"({res.seconds:.0f} s)"
     )
     table.add_column("model")
@@ -121,7 +143,7 @@ def _print_proxy_check(res: ProxyCheckResult) -> None:
     for row in res.rows:
         top1 = f"{row.top1:.1f}" if row.top1 is not None else "-"
         accs = [f"{a:.2f}" for a in row.accs]
-        table.add_row(row.label, top1, *accs, f"{row.mean:.2f}", f"{row.spread:.2f}")
+        table.add_row(escape(row.label), top1, *accs, f"{row.mean:.2f}", f"{row.spread:.2f}")
     console.print(table)
     tau = f"{res.tau:+.3f} (p = {res.p_value:.3f})" if res.tau is not None else "undefined"
     console.print(f"Kendall tau (mean proxy acc vs ImageNet top-1): {tau}")
@@ -140,10 +162,16 @@ def bench_train_cmd(
     model: str = typer.Option(
         "pit_ti", help="Zoo name (PiT ones also get a plain-timm reference)."
     ),
-    img_size: int = typer.Option(128, help="Input resolution."),
-    batch: int = typer.Option(None, help="Images per step (default 1024 on CUDA, 64 on CPU)."),
-    steps: int = typer.Option(None, help="Timed steps per variant (default 50 CUDA, 10 CPU)."),
-    warmup_steps: int = typer.Option(None, help="Untimed steps first (default 10 CUDA, 2 CPU)."),
+    img_size: int = typer.Option(128, min=1, max=MAX_IMG_SIZE, help="Input resolution."),
+    batch: int = typer.Option(
+        None, min=1, max=MAX_BATCH, help="Images per step (default 1024 on CUDA, 64 on CPU)."
+    ),
+    steps: int = typer.Option(
+        None, min=1, max=MAX_REPEATS, help="Timed steps per variant (default 50 CUDA, 10 CPU)."
+    ),
+    warmup_steps: int = typer.Option(
+        None, min=0, max=MAX_REPEATS, help="Untimed steps first (default 10 CUDA, 2 CPU)."
+    ),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile our model (CUDA)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="Channels-last (CUDA)."),
@@ -170,7 +198,8 @@ def bench_train_cmd(
 
 def _print_bench(res: TrainBench) -> None:
     table = Table(
-        title=f"bench train {res.model}: {res.device_name}, batch {res.batch}, {res.img_size}px, "
+        title=f"bench train {escape(res.model)}: {res.device_name}, batch {res.batch}, "
+        f"{res.img_size}px, "
         f"{res.amp}, {res.steps} timed steps"
     )
     for col in ("variant", "img/s", "ms/step", "MFU"):

@@ -23,6 +23,7 @@ __all__ = [
     "FIELD_RULES",
     "KINDS",
     "ON_CORRUPT",
+    "SYNTHETIC_DEFAULTS",
     "DataConfig",
     "default_cache_dir",
 ]
@@ -37,10 +38,23 @@ DEFAULT_CACHE_DIR = "~/.cache/dimsearch"
 _MIN_IMG_SIZE = 8
 _MAX_IMG_SIZE = 1024
 
-# A classifier needs two classes: with one, every trial scores 100% and ranks nothing.
+# Upper bounds no proxy dataset reaches (ImageNet-21k: 21,841 classes; ImageNet: ~1,300
+# images per class): a larger value is a typo, refused before any memory is asked for.
 _MAX_CLASSES = 100_000
-# Per-class caps and counts: ImageNet has ~1300 a class; a million is no proxy any more.
-_PER_CLASS = Rule("int", low=1, high=1_000_000, optional=True)
+_MAX_PER_CLASS = 1_000_000
+_MAX_WORKERS = 1024
+# A synthetic dataset is made in memory (uint8, 3 channels): at most this many bytes.
+_MAX_SYNTHETIC_BYTES = 16 * 2**30
+# What a synthetic dataset makes when a count is null (dimsearch.data.synthetic uses them).
+SYNTHETIC_DEFAULTS = {"num_classes": 10, "train_per_class": 500, "val_per_class": 100}
+
+
+def _positive_up_to(high: int) -> Rule:
+    return Rule(
+        "int", low=1, high=high, optional=True, text=f"a positive integer <= {high} or null"
+    )
+
+
 _PATH_OR_NULL = Rule("str", low=1, optional=True, text="a path string or null")
 
 # The rule of every field, in field order (the order they are checked in).
@@ -48,13 +62,13 @@ FIELD_RULES = {
     "kind": Rule("choice", choices=KINDS),
     "img_size": Rule("int", low=_MIN_IMG_SIZE, high=_MAX_IMG_SIZE),
     "num_classes": Rule("int", low=2, high=_MAX_CLASSES, optional=True),
-    "train_per_class": _PER_CLASS,
-    "val_per_class": _PER_CLASS,
+    "train_per_class": _positive_up_to(_MAX_PER_CLASS),
+    "val_per_class": _positive_up_to(_MAX_PER_CLASS),
     "root": _PATH_OR_NULL,
     "cache_dir": _PATH_OR_NULL,
     "seed": Rule("int", low=0, high=2**32 - 1),  # numpy's seeds stop at 2**32 - 1
     "on_corrupt": Rule("choice", choices=ON_CORRUPT),
-    "workers": Rule("int", low=1, high=1024, optional=True),
+    "workers": _positive_up_to(_MAX_WORKERS),
 }
 
 
@@ -65,6 +79,17 @@ def _check_between(values: Mapping[str, Any], where: Where) -> None:
             "is required for kind 'imagefolder': the folder holding "
             "train/<class>/* and val/<class>/*"
         )
+    if values["kind"] == "synthetic":
+        n = {k: values[k] or d for k, d in SYNTHETIC_DEFAULTS.items()}
+        size = values["img_size"]
+        need = n["num_classes"] * (n["train_per_class"] + n["val_per_class"]) * size * size * 3
+        if need > _MAX_SYNTHETIC_BYTES:
+            raise where.error(
+                f"kind 'synthetic' is made in memory: {n['num_classes']} classes x "
+                f"({n['train_per_class']} + {n['val_per_class']}) images of {size}x{size}x3 "
+                f"bytes is {need / 2**30:,.0f} GiB, over the {_MAX_SYNTHETIC_BYTES // 2**30} GiB "
+                "limit; expected fewer classes or images per class"
+            )
 
 
 def default_cache_dir() -> Path:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dimsearch.data._progress import progress_task
-from dimsearch.data.config import DataConfig
+from dimsearch.data.config import SYNTHETIC_DEFAULTS, DataConfig
 from dimsearch.data.dataset import ProxyData, Split, channel_stats
 from dimsearch.errors import DataError
 
@@ -90,7 +90,7 @@ _PAIRS = [(i, j) for j in range(1, len(_PARTS)) for i in range(j)]
 MAX_CLASSES = len(_PAIRS) * 2 * len(ARRANGEMENTS)
 
 # Used when the config leaves them unset.
-DEFAULTS = {"num_classes": 10, "train_per_class": 500, "val_per_class": 100}
+DEFAULTS = SYNTHETIC_DEFAULTS  # stated in the config, whose size rule needs them
 
 # Geometry as fractions of the image side; two parts always fit side by side and their unit
 # circles never overlap (a square or triangle corner, out to _EXTENT radii, may just touch).

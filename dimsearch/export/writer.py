@@ -21,6 +21,7 @@ from dimsearch.export._record import (
     trial_record,
 )
 from dimsearch.export.codegen import generate_source, module_name, study_stem
+from dimsearch.outputs import check_out_dir
 from dimsearch.search.study import repeat_stats
 
 __all__ = ["ExportedFile", "default_out_dir", "export_trials"]
@@ -94,6 +95,7 @@ def export_trials(
     Raises:
         ExportError: a trial has no or an invalid architecture, or no usable weights.
     """
+    out_dir = check_out_dir(out_dir)  # refused before anything is written
     runs = repeat_stats(study)  # once for all the trials, not once per trial
     records = [(t, trial_record(study, t, runs)) for t in trials]
     search = [Path.cwd(), *weights_dirs]

@@ -19,7 +19,8 @@ __all__ = ["accuracy_text", "provenance_lines", "study_table"]
 def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: bool) -> Table:
     """A rich table of ``rows`` (from `study_rows`); with ``all_trials`` a ``*`` after the
     number marks the Pareto front, and the reasons follow in the table's caption. Seeds off
-    the front follow it as ``reference`` rows.
+    the front follow it as ``reference`` rows. Text from the study (its name, seed labels,
+    reasons) is escaped: a study is a shared file, and ``[/x]`` in it is not console markup.
 
     Where an architecture was trained more than once (``search.repeats``), its accuracy reads
     ``mean ± std (n)``, and ``~`` marks front neighbours whose intervals overlap: their order
@@ -43,7 +44,7 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
         mark = "*" if all_trials and r["pareto"] else ""
         cells = [
             f"{r['number']}{mark}",
-            r["label"] or "",
+            escape(r["label"] or ""),
             "reference" if r.get("reference") else r["state"].lower(),
             accuracy_text(r),
             _fmt(r["gflops"], "{:.3f}"),
@@ -57,7 +58,7 @@ def study_table(study: optuna.Study, rows: list[dict[str, Any]], *, all_trials: 
         if r.get("within_noise"):
             noisy = True
         if all_trials and r["reason"]:
-            reasons.append(f"#{r['number']} {r['state'].lower()}: {r['reason']}")
+            reasons.append(f"#{r['number']} {r['state'].lower()}: {escape(r['reason'])}")
     if noisy:
         reasons.insert(0, "~ mean ± std overlaps a front neighbour's: their order is noise")
     if len(front) < len(rows):

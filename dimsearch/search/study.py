@@ -63,10 +63,12 @@ __all__ = [
     "curve_attr",
     "directions_of",
     "front_trials",
+    "json_safe",
     "missing_repeats",
     "nondominated",
     "number_attr",
     "objectives_of",
+    "open_storage",
     "open_study",
     "recover_orphans",
     "repeat_stats",
@@ -444,29 +446,139 @@ def study_file(storage: str | None, name: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-def resolve_storage(storage: str | None, name: str) -> str | optuna.storages.BaseStorage:
+_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+_CONNECT_TIMEOUT_S = 10  # a server that does not answer is refused after this, not waited on
+_SQLITE_LOCK_TIMEOUT_S = 60  # the dashboard and `show` may read while a search writes
+
+
+def _is_journal(storage: str) -> bool:
+    return "://" not in storage and storage.endswith(_JOURNAL_SUFFIXES)
+
+
+def _parsed_url(storage: str) -> Any:
+    """``storage`` as an SQLAlchemy URL whose database driver is installed, or a StudyError
+    naming what was given and what a storage looks like."""
+    import sqlalchemy
+
+    expected = (
+        "expected an SQLAlchemy URL such as sqlite:///studies/pit.db or "
+        "postgresql://user@host/db, or a journal file ending in " + "/".join(_JOURNAL_SUFFIXES)
+    )
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        raise StudyError(f"storage {storage!r} is not a storage URL: {expected}") from None
+    try:
+        url.get_dialect()
+    except (sqlalchemy.exc.NoSuchModuleError, ImportError) as err:
+        raise StudyError(
+            f"storage {storage!r}: no database driver for {url.drivername!r} ({err}); {expected}"
+        ) from None
+    return url
+
+
+def _engine_kwargs(url: Any, *, readonly: bool) -> dict[str, Any]:
+    """How dimsearch connects to a database: a generous sqlite lock timeout (a reader may look
+    while a search writes), a short connect timeout on a server, and, for a reader of a
+    sqlite file, a read-only connection, so reading can never write the file."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not readonly or not url.database or url.database == ":memory:":
+            return {"connect_args": {"timeout": _SQLITE_LOCK_TIMEOUT_S}}
+        import sqlite3
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(Path(url.database).resolve()))}?mode=ro"
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(
+                uri, uri=True, timeout=_SQLITE_LOCK_TIMEOUT_S, check_same_thread=False
+            )
+
+        return {"creator": connect}
+    if backend in ("postgresql", "mysql", "mariadb"):
+        return {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def resolve_storage(
+    storage: str | None, name: str, *, readonly: bool = False
+) -> str | optuna.storages.BaseStorage:
     """Storage for study ``name``: default ``sqlite:///studies/<name>.db``; any SQLAlchemy URL;
-    or a path ending in ``.log``/``.jsonl`` for Optuna's journal file storage (NFS-friendly)."""
+    or a path ending in ``.log``/``.jsonl`` for Optuna's journal file storage (NFS-friendly).
+
+    The one place a storage is opened. A bad URL is a StudyError. ``readonly`` (the readers,
+    after `open_storage` checked the study is there) opens a sqlite file read-only and never
+    creates Optuna's tables."""
     if storage is None:
         STUDIES_DIR.mkdir(exist_ok=True)
         storage = storage_url(None, name)
-    if "://" not in storage and storage.endswith((".log", ".jsonl", ".journal")):
+    if _is_journal(storage):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
-    if storage.startswith("sqlite:///"):
-        # a generous lock timeout: the dashboard and `show` may read while a search writes
-        return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
+    url = _parsed_url(storage)
+    if url.get_backend_name() == "sqlite" or readonly:
+        return optuna.storages.RDBStorage(
+            storage,
+            engine_kwargs=_engine_kwargs(url, readonly=readonly),
+            skip_table_creation=readonly,
+        )
     return storage
+
+
+def open_storage(storage: str | None, name: str, *, writable: bool = False) -> Any:
+    """The storage of an existing study, for a reader (`show`, `export`, `report`, the
+    dashboard): everything wrong with it is a StudyError, and nothing is created or written.
+
+    Refused: a URL that is not one, a database kind without a driver, a sqlite or journal file
+    that does not exist (``studies/<name>.db`` by default), a server that does not answer
+    within a few seconds, and a database without Optuna's tables. ``writable`` (the dashboard,
+    which writes notes) opens a sqlite file for writing; otherwise it is opened read-only.
+    """
+    default = STUDIES_DIR / f"{name}.db"
+    if storage is None:
+        if not _is_file(default):
+            raise StudyError(f"no study {name!r}: {default} does not exist (run the space first)")
+        storage = storage_url(None, name)
+    if _is_journal(storage):
+        if not _is_file(Path(storage)):
+            raise StudyError(f"{storage}: no such journal file")
+        return resolve_storage(storage, name)
+    url = _parsed_url(storage)
+    if url.get_backend_name() == "sqlite":
+        file = url.database
+        if not file or file == ":memory:":
+            raise StudyError(f"storage {storage!r} names no sqlite file, so it holds no study")
+        if not _is_file(Path(file)):
+            raise StudyError(f"{file}: no such study file (from storage {storage!r})")
+    _check_schema_present(url, storage, name)  # a reader must not create Optuna's tables
+    return resolve_storage(storage, name, readonly=not writable)
+
+
+_MAX_NAME = 255  # longer cannot be a file name on any common file system
+
+
+def _is_file(path: Path) -> bool:
+    """`Path.is_file`, false (not an OSError) for a name too long for the file system."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def study_name_of(target: str) -> tuple[str, str | None]:
     """Interpret a STUDY argument: a space name, a ``.db`` file, or a space YAML path.
 
     Returns (study name, storage URL or None for the default)."""
+    if len(target) > _MAX_NAME:
+        raise StudyError(
+            f"a STUDY must be at most {_MAX_NAME} characters (a name, a .db file or a space "
+            f"YAML), got {len(target)}: {target[:40]!r}..."
+        )
     path = Path(target)
     if path.suffix == ".db":
-        if not path.is_file():
+        if not _is_file(path):
             raise StudyError(f"{path}: no such study file")
         return path.stem, f"sqlite:///{path}"
     if path.suffix in (".yaml", ".yml"):
@@ -485,20 +597,14 @@ def open_study(
 
     Loading never creates anything: a missing default ``studies/<name>.db`` is a StudyError.
     """
-    default = STUDIES_DIR / f"{name}.db"
-    if directions is None and storage is None and not default.is_file():
-        raise StudyError(f"no study {name!r}: {default} does not exist (run the space first)")
-    if directions is None and (storage is None or isinstance(storage, str)):
-        url = storage_url(storage, name)
-        if "://" in url:
-            _check_schema_present(url, name)  # a reader must not create Optuna's tables
-    st = resolve_storage(storage, name) if storage is None or isinstance(storage, str) else storage
     if directions is None:
+        st = open_storage(storage, name) if storage is None or isinstance(storage, str) else storage
         try:
             return optuna.load_study(study_name=name, storage=st, sampler=sampler)
         except KeyError:
             where = storage or f"studies/{name}.db"
             raise StudyError(f"no study named {name!r} in {where}") from None
+    st = resolve_storage(storage, name) if storage is None or isinstance(storage, str) else storage
     study = optuna.create_study(
         study_name=name, storage=st, directions=directions, sampler=sampler, load_if_exists=True
     )
@@ -511,8 +617,9 @@ def open_study(
     return study
 
 
-def _check_schema_present(url: str, name: str) -> None:
-    """Refuse to read a database that lacks any of Optuna's tables.
+def _check_schema_present(url: Any, storage: str, name: str) -> None:
+    """Refuse to read a database that lacks any of Optuna's tables, or cannot be read at all
+    (not a database, a truncated file, a server that does not answer).
 
     Opening an SQLAlchemy URL through Optuna creates its tables: a reader pointed at a
     foreign or empty database would write into it, and one that looks while a search is still
@@ -523,19 +630,21 @@ def _check_schema_present(url: str, name: str) -> None:
     from optuna.storages._rdb import models
 
     want = set(models.BaseModel.metadata.tables)
-    engine = sqlalchemy.create_engine(url)
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url, readonly=True))
     try:
         have = set(sqlalchemy.inspect(engine).get_table_names())
     except sqlalchemy.exc.SQLAlchemyError as err:
+        cause = str(getattr(err, "orig", None) or err).strip().splitlines()
         raise StudyError(
-            f"cannot read {url}: {type(err).__name__}: {err}".splitlines()[0]
+            f"cannot read storage {storage!r}: {type(err).__name__}: "
+            f"{cause[0] if cause else 'no reason given'}"
         ) from None
     finally:
         engine.dispose()
     missing = sorted(want - have)
     if missing:
         raise StudyError(
-            f"no study named {name!r} in {url}: it holds no Optuna study tables "
+            f"no study named {name!r} in {storage}: it holds no Optuna study tables "
             f"(missing {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
         )
 
@@ -550,16 +659,19 @@ def set_trial_attrs(
     (storage rejects updates to finished trials, so call this before ``study.tell``)."""
     handle = trial_handle(study, trial)
     for key, value in attrs.items():
-        handle.set_user_attr(key, _jsonable(value))
+        handle.set_user_attr(key, json_safe(value))
 
 
-def _jsonable(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (inf, -inf, NaN) as ``None``: JSON has no such
+    numbers (Python's ``Infinity`` is not JSON), storage backends reject or mangle them, and
+    `show --json` must print JSON any parser reads, whatever a study holds."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN; storage backends reject or mangle it
+        return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
