@@ -251,7 +251,7 @@ ROWS = [
     Row(
         "train-per-class-1e12",
         _set("data", "train_per_class", 10**12),
-        r"data\.train_per_class must be null or an integer in \[1, 1000000\], got 1000000000000",
+        r"data\.train_per_class must be a positive integer <= 1000000 or null, got 1000000000000",
     ),
     Row(
         "trials-1e9",

@@ -144,15 +144,17 @@ def read_yaml(path: str | Path, error: type[DimsearchError] = SpaceError) -> Any
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise error(f"{source}: cannot be read ({err})") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{source}: not a UTF-8 text file (byte {err.start}); expected YAML") from None
+    except OSError as err:
+        raise error(f"{source}: cannot be read ({err.strerror or err})") from None
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(err, "problem", None) or err).split())
-        raise error(f"{source}: is not valid YAML{at}: {problem}") from None
+        raise error(f"{source}: not valid YAML{at}: {problem}") from None
 
 
 def load_space(path: str | Path) -> SearchSpace:
