@@ -85,7 +85,8 @@ def _seed() -> None:
 @pytest.fixture(scope="session")
 def postgres_server():
     """The URL of a real PostgreSQL server: CI's (``DIMSEARCH_TEST_POSTGRES``, started by
-    .ci/run), else one started here when Debian's postgresql is installed, else skip."""
+    .ci/run), else one started here when Debian's postgresql is installed, else skip.
+    ``DIMSEARCH_TEST_PG_DIR`` names the server's folder, so a test can restart it."""
     import os
 
     import pg_server
@@ -103,6 +104,7 @@ def postgres_server():
     from pathlib import Path
 
     folder = Path(tempfile.mkdtemp(prefix="dimsearch-pg-"))
+    os.environ["DIMSEARCH_TEST_PG_DIR"] = str(folder)
     try:
         yield pg_server.start(folder)
     finally:

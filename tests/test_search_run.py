@@ -179,11 +179,11 @@ def test_show_of_a_missing_study_is_a_clear_error(tmp_path: Path, monkeypatch) -
     assert not (tmp_path / "studies" / "nothing.db").exists()
 
 
-def _start_run(tmp_path: Path, space: Path, **output: object) -> subprocess.Popen:
-    """`dimsearch run SPACE` in the background, in its own process group (so a test can
+def _start_run(tmp_path: Path, space: Path, *args: str, **output: object) -> subprocess.Popen:
+    """`dimsearch run SPACE ARGS` in the background, in its own process group (so a test can
     signal or kill the driver and everything it started)."""
     return subprocess.Popen(
-        [*DIMSEARCH, "run", str(space)],
+        [*DIMSEARCH, "run", str(space), *args],
         cwd=tmp_path,
         env=_env(tmp_path),
         start_new_session=True,
@@ -207,13 +207,19 @@ def _study_is_stored(db: Path, name: str) -> bool:
     return bool(rows)
 
 
-def _wait_for_training(db: Path, timeout: float = 300) -> optuna.trial.FrozenTrial:
-    """Poll the study until a trial is RUNNING and has reported at least one epoch."""
+def _wait_for_training(db: Path | str, timeout: float = 300) -> optuna.trial.FrozenTrial:
+    """Poll the study (a sqlite file, or a server's URL) until a trial is RUNNING and has
+    reported at least one epoch."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(2)
-        if _study_is_stored(db, "tiny"):
-            study = _tiny_study(db)
+        if isinstance(db, str) or _study_is_stored(db, "tiny"):
+            try:
+                study = optuna.load_study(
+                    study_name="tiny", storage=db if isinstance(db, str) else f"sqlite:///{db}"
+                )
+            except KeyError:  # the driver has not written the study yet
+                continue
             for t in study.trials:
                 if t.state == TrialState.RUNNING and t.user_attrs.get(Attr.CURVE):
                     return t

@@ -14,14 +14,18 @@ crashed trials RUNNING. This bridge avoids each by construction:
   epoch and decides the final state from what actually happened:
   full budget -> COMPLETE; cut short by the scheduler or over budget -> PRUNED; exception,
   non-finite value, dead worker -> FAIL with the reason.
-* `StudyRecorder.close` fails, with a reason, every trial still open when the run ends (Ctrl-C,
-  time budget), so no trial stays RUNNING.
+* `StudyRecorder.close` fails, with a reason and its cause, every trial still open when the
+  run ends (Ctrl-C, SIGTERM, time budget), so no trial stays RUNNING. It writes only to the
+  study, never to Ray, so it also works once Ray's processes are gone (a SIGTERM to the
+  whole process group); its lock keeps it from racing Tune's callbacks when it is called
+  from another thread.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +38,7 @@ from ray.tune.search import Searcher
 
 from dimsearch.errors import ArchError, DimsearchError
 from dimsearch.search.provenance import changes
-from dimsearch.search.study import Attr, set_trial_attrs
+from dimsearch.search.study import Attr, FailCause, StorageError, set_trial_attrs, storage_call
 
 __all__ = ["OpenTrial", "OptunaSearcher", "StudyRecorder"]
 
@@ -91,7 +95,7 @@ class OptunaSearcher(Searcher):
         from dimsearch import cost
 
         for _ in range(MAX_REJECTED_IN_A_ROW):
-            trial = self.study.ask()
+            trial = storage_call(self.study, self.study.ask)
             seed = trial.user_attrs.get(Attr.SEED)
             repeat_of = trial.user_attrs.get(Attr.REPEAT_OF)
             train_seed = trial.user_attrs.get(Attr.TRAIN_SEED, self.space.train.seed)
@@ -167,7 +171,7 @@ class OptunaSearcher(Searcher):
 
     def _prune(self, trial: optuna.Trial, reason: str) -> None:
         set_trial_attrs(self.study, trial, {Attr.REASON: reason})
-        self.study.tell(trial, state=TrialState.PRUNED)
+        storage_call(self.study, self.study.tell, trial, state=TrialState.PRUNED)
         self.rejected += 1
         self.pruned += 1
         self.on_event("pruned", f"trial {trial.number} pruned: {reason}")
@@ -208,6 +212,8 @@ class StudyRecorder(Callback):
         self.on_step = on_step
         self.counts = {"complete": 0, "pruned": 0, "failed": 0}
         self.data_cache = study.user_attrs.get(Attr.DATA_CACHE)
+        # held while a trial is written: `close` may come from the SIGTERM watchdog's thread
+        self.lock = threading.RLock()
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # Ray pickles its tuner for a Ray-side resume we never use (see above)
@@ -217,14 +223,15 @@ class StudyRecorder(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        entry = self.open_trials.get(trial.trial_id)
-        if entry is None:
-            return
-        entry.results.append(_clean(result))
-        set_trial_attrs(self.study, entry.trial, self._progress_attrs(entry))
-        cache = result.get(Attr.DATA_CACHE)
-        if isinstance(cache, dict) and cache != self.data_cache:
-            self._record_data_cache(cache)
+        with self.lock:
+            entry = self.open_trials.get(trial.trial_id)
+            if entry is None:
+                return
+            entry.results.append(_clean(result))
+            set_trial_attrs(self.study, entry.trial, self._progress_attrs(entry))
+            cache = result.get(Attr.DATA_CACHE)
+            if isinstance(cache, dict) and cache != self.data_cache:
+                self._record_data_cache(cache)
 
     def _record_data_cache(self, cache: dict[str, Any]) -> None:
         """Record the proxy data the trials train on; say so when it is not what the study
@@ -236,27 +243,28 @@ class StudyRecorder(Callback):
                 f"the proxy data differs from what study {self.study.study_name!r} recorded "
                 f"before ({'; '.join(changed)}): earlier trials may not compare with these",
             )
-        self.study.set_user_attr(Attr.DATA_CACHE, cache)
+        storage_call(self.study, self.study.set_user_attr, Attr.DATA_CACHE, cache)
         self.data_cache = cache
 
     def on_checkpoint(
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
         """The final epoch's weights: remember where Ray stored them."""
-        entry = self.open_trials.get(trial.trial_id)
-        path = getattr(checkpoint, "path", None)
-        if entry is None or not path:
-            return
-        last = entry.results[-1] if entry.results else {}
-        set_trial_attrs(
-            self.study,
-            entry.trial,
-            {
-                Attr.WEIGHTS: os.path.join(path, "model.pt"),
-                Attr.PROXY_CLASSES: last.get("proxy_num_classes"),
-                Attr.PROXY_CHANNELS: last.get("proxy_in_chans"),
-            },
-        )
+        with self.lock:
+            entry = self.open_trials.get(trial.trial_id)
+            path = getattr(checkpoint, "path", None)
+            if entry is None or not path:
+                return
+            last = entry.results[-1] if entry.results else {}
+            set_trial_attrs(
+                self.study,
+                entry.trial,
+                {
+                    Attr.WEIGHTS: os.path.join(path, "model.pt"),
+                    Attr.PROXY_CLASSES: last.get("proxy_num_classes"),
+                    Attr.PROXY_CHANNELS: last.get("proxy_in_chans"),
+                },
+            )
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if self.on_step is not None:
@@ -265,27 +273,34 @@ class StudyRecorder(Callback):
     # -- outcomes -----------------------------------------------------------------------------
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        entry = self.open_trials.pop(trial.trial_id, None)
-        if entry is None:
-            return
-        if not entry.results and trial.last_result:
-            entry.results.append(_clean(trial.last_result))
-        self._finish(entry)
+        with self.lock:
+            entry = self.open_trials.get(trial.trial_id)
+            if entry is None:
+                return
+            if not entry.results and trial.last_result:
+                entry.results.append(_clean(trial.last_result))
+            self._finish(entry)
+            del self.open_trials[trial.trial_id]
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        entry = self.open_trials.pop(trial.trial_id, None)
-        if entry is None:
-            return
-        reason, detail = _error_of(trial)
-        self._fail(entry, reason, detail)
+        with self.lock:
+            entry = self.open_trials.get(trial.trial_id)
+            if entry is None:
+                return
+            reason, detail = _error_of(trial)
+            self._fail(entry, reason, detail)
+            del self.open_trials[trial.trial_id]
 
-    def close(self, why: str) -> list[int]:
-        """Fail every trial still open (the run ended under it); return their numbers."""
+    def close(self, why: str, cause: str) -> list[int]:
+        """Fail every trial still open (the run ended under it, for ``cause``, a `FailCause`);
+        return their numbers. A trial leaves `open_trials` only once recorded, so after a
+        `StorageError` the ones not written are still there to be told about."""
         numbers = []
-        for trial_id in list(self.open_trials):
-            entry = self.open_trials.pop(trial_id)
-            self._fail(entry, why, None)
-            numbers.append(entry.trial.number)
+        with self.lock:
+            for trial_id, entry in list(self.open_trials.items()):
+                self._fail(entry, why, None, cause)
+                del self.open_trials[trial_id]
+                numbers.append(entry.trial.number)
         return numbers
 
     def _progress_attrs(self, entry: OpenTrial) -> dict[str, Any]:
@@ -349,9 +364,12 @@ class StudyRecorder(Callback):
         }
         return [float(figures[name]) for name in self.space.objectives]
 
-    def _fail(self, entry: OpenTrial, reason: str, detail: str | None) -> None:
+    def _fail(
+        self, entry: OpenTrial, reason: str, detail: str | None, cause: str = FailCause.ERROR
+    ) -> None:
         attrs = self._progress_attrs(entry) if entry.results else {}
         attrs[Attr.REASON] = reason
+        attrs[Attr.FAIL_CAUSE] = cause
         if detail:
             attrs[Attr.ERROR] = detail
         self._tell(entry, attrs, TrialState.FAIL)
@@ -366,11 +384,17 @@ class StudyRecorder(Callback):
     ) -> None:
         try:
             set_trial_attrs(self.study, entry.trial, attrs)
-            self.study.tell(entry.trial, values=values, state=state)
+            storage_call(self.study, self.study.tell, entry.trial, values=values, state=state)
+        except StorageError:
+            raise  # the storage itself is gone: nothing more can be written here
         except (ValueError, RuntimeError, DimsearchError) as err:
             # e.g. a NaN latency in values: never leave the trial RUNNING because of it
-            set_trial_attrs(self.study, entry.trial, {Attr.REASON: f"could not record: {err}"})
-            self.study.tell(entry.trial, state=TrialState.FAIL)
+            set_trial_attrs(
+                self.study,
+                entry.trial,
+                {Attr.REASON: f"could not record: {err}", Attr.FAIL_CAUSE: FailCause.ERROR},
+            )
+            storage_call(self.study, self.study.tell, entry.trial, state=TrialState.FAIL)
             state = TrialState.FAIL
         key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")
         self.counts[key] += 1

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from dimsearch.search.study import front_trials
+from dimsearch.search.study import front_trials, storage_call
 
 __all__ = ["LiveView"]
 
@@ -60,7 +60,7 @@ class LiveView:
         line = f"[{style}]{time.strftime('%H:%M:%S')} {escape(message)}[/]"
         self.events.append(line)
         if kind == "complete":
-            self._front = len(front_trials(self.study))
+            self._front = len(storage_call(self.study, front_trials, self.study))
         if self._live is None:
             self.console.print(line)
         else:

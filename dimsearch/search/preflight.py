@@ -198,6 +198,9 @@ def init_ray(address: str | None) -> None:
                 f"--address {address}: cannot join a Ray cluster there ({err})"
             ) from None
     else:
+        from dimsearch.search import reaper
+
+        reaper.start()  # the local Ray's processes end with this driver, even on kill -9
         ray.init(
             address="local",  # a new local Ray, never a stale one found in /tmp/ray
             include_dashboard=False,

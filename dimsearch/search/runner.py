@@ -1,17 +1,32 @@
 """`dimsearch run`: set up the study, launch the trials through Ray Tune, collect, summarise.
 
 One call of `run` is one *session* of a study. The study itself persists: a rerun recovers
-trials a killed driver left RUNNING (FAIL, with the reason), enqueues only the seeds not yet
-present, reseeds the sampler past the trials it already has (so a resumed study does not
-replay its random start-up samples) and adds ``search.trials`` new sampled trials. Each
-session records its library versions and source commit in the study, and warns when they
+trials a killed driver left RUNNING (FAIL, with the reason), enqueues the seeds not yet
+trained (`seeds_to_train`: also those a stopped run lost), reseeds the sampler past the
+trials it already has (so a resumed study does not replay its random start-up samples) and
+adds ``search.trials`` new sampled trials. Each session records its library versions and source commit in the study, and warns when they
 differ from the previous session's (`dimsearch.search.provenance`).
+
+How a session ends, and what it leaves:
+
+* normally, Ctrl-C, or SIGTERM to the driver alone: Tune stops the trials, every open trial is
+  recorded FAIL with the reason, and the local Ray is shut down;
+* SIGTERM to the whole process group (``timeout``, batch schedulers) kills Ray's processes
+  with the driver's; Ray calls then block for Ray's 60 s RPC timeout, so a watchdog thread
+  records the open trials itself and exits (status 143) as soon as the local Ray is seen
+  dead, or `TERM_GRACE_S` after the signal;
+* the study's storage stops taking writes: the run stops with a `StorageError` (exit 2);
+* ``kill -9``: nothing can be recorded; the next run marks the trials failed, and the
+  `reaper` ends the local Ray's processes within seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,34 +41,41 @@ from dimsearch.search.preflight import preflight, ray_dir
 from dimsearch.search.study import (
     SAMPLE_TAG,
     Attr,
+    FailCause,
+    StorageError,
     StudyError,
     missing_repeats,
     open_study,
     recover_orphans,
-    resolve_storage,
-    seeds_present,
+    seeds_to_train,
     storage_url,
 )
 
-__all__ = ["RunSummary", "run", "run_sample", "sample_settings"]
+__all__ = ["TERM_GRACE_S", "RunSummary", "run", "run_sample", "sample_settings"]
+
+TERM_GRACE_S = 10.0  # after SIGTERM, how long a live Ray gets to stop its trials gracefully
 
 
 class _Interrupt:
     """First Ctrl-C (or SIGTERM, as a batch scheduler sends): stop all trials gracefully (a
-    Tune stopper sees the flag); a second one aborts.
+    Tune stopper sees the flag); a second one aborts. A SIGTERM also starts ``on_term`` in a
+    thread of its own: the main thread may be stuck in a call to a Ray that died with it.
 
     Ray Tune's own handler would tell the user to resume through Ray; resuming is ours to
     explain (rerun `dimsearch run`), so Ray's handler is switched off while ours is installed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_term: Callable[[], None] | None = None) -> None:
         self.set = False
+        self.signum: int | None = None
+        self.on_term = on_term
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _Interrupt:
-        import signal
-        import threading
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the Tune stopper that reads the flag; the watchdog and handlers stay here
+        return {"set": self.set, "signum": self.signum, "on_term": None, "_previous": {}}
 
+    def __enter__(self) -> _Interrupt:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,16 +83,28 @@ class _Interrupt:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import signal
-
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        import signal
-
         self.set = True
+        self.signum = self.signum or signum
         signal.signal(signum, self._previous[signum])  # a second signal aborts at once
+        if signum == signal.SIGTERM and self.on_term is not None:
+            threading.Thread(target=self.on_term, name="dimsearch-sigterm", daemon=True).start()
+
+
+def _local_ray_alive() -> bool:
+    """Whether the processes of the Ray this driver started (GCS server, raylet...) all still
+    run; True for a joined cluster or when it cannot tell. Ray keeps its node object private
+    (``ray._private.worker._global_node``); this is the one place that reads it."""
+    try:
+        import ray._private.worker as ray_worker
+
+        node = ray_worker._global_node
+        return node is None or node.remaining_processes_alive()
+    except Exception:  # another Ray version: fall back on `TERM_GRACE_S` alone
+        return True
 
 
 @dataclass
@@ -113,13 +147,10 @@ def _record_versions(study: optuna.Study) -> list[str]:
 
 
 def _enqueue_seeds(study: optuna.Study, space: Any) -> list[str]:
-    have = seeds_present(study)
     from dimsearch import zoo
 
     added = []
-    for name in space.seeds:
-        if name in have:
-            continue
+    for name in seeds_to_train(study, space.seeds):
         study.enqueue_trial(
             space.params_of(zoo.get(name)), user_attrs={Attr.SEED: name}, skip_if_exists=False
         )
@@ -211,8 +242,7 @@ def _run(
     # the live view is the progress display: Ray Tune's own tables and per-trial loggers off
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    store = resolve_storage(storage, space.name)
-    study = open_study(space.name, store, directions=list(space.directions))
+    study = open_study(space.name, storage, directions=list(space.directions))
     _check_latency_kind(study, space)
     changed = _record_versions(study)
     study.set_user_attr(Attr.SPACE, space.to_dict())
@@ -260,7 +290,31 @@ def _run(
     recorder = StudyRecorder(study, space, open_trials, live.event, on_step=live.refresh)
     live.recorder = recorder
     scheduler = _scheduler(space, open_trials, live.event)
-    interrupt = _Interrupt()
+    finished = threading.Event()
+
+    def on_term() -> None:
+        """SIGTERM: a live Ray gets `TERM_GRACE_S` to stop the trials through Tune; a dead one
+        (the signal reached its processes too) none. Then the open trials are recorded here,
+        under the recorder's lock, and the process exits without another call to Ray."""
+        deadline = time.monotonic() + TERM_GRACE_S
+        while time.monotonic() < deadline and _local_ray_alive():
+            if finished.wait(0.2):
+                return
+        with recorder.lock:
+            if finished.is_set():
+                return
+            why = "terminated: SIGTERM stopped the run (and its Ray) before this trial finished"
+            try:
+                recorder.close(why, FailCause.INTERRUPTED)  # each trial is told to the live view
+                said = "every open trial is recorded as failed"
+            except StorageError as err:
+                said = str(err)
+            live.event("warn", f"terminated by SIGTERM: {said}; rerun the same command to resume")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signal.SIGTERM)
+
+    interrupt = _Interrupt(on_term)
 
     class _StopOnInterrupt(Stopper):
         def __call__(self, trial_id: str, result: dict) -> bool:
@@ -295,6 +349,7 @@ def _run(
 
     budget_s = plan["time_budget_s"]
     interrupted = False
+    storage_error: StorageError | None = None
     with live, interrupt, _quiet_ray_tune():
         try:
             if total:
@@ -312,20 +367,34 @@ def _run(
                 fit(len(pending), left)
         except KeyboardInterrupt:
             interrupted = True
+        except Exception as err:
+            storage_error = _storage_error_in(err)
+            if storage_error is None:
+                raise
         finally:
             interrupted = interrupted or interrupt.set
-            if interrupted:
-                why = "interrupted: the run was stopped before this trial finished"
+            cause = FailCause.INTERRUPTED if interrupted else FailCause.ENDED
+            if storage_error is not None:
+                why, cause = f"the study's storage failed: {storage_error}", FailCause.STORAGE
+            elif interrupted:
+                signame = "SIGTERM" if interrupt.signum == signal.SIGTERM else "Ctrl-C"
+                why = f"interrupted: the run was stopped ({signame}) before this trial finished"
             elif space.search.timeout_min:
                 why = f"the time budget ({space.search.timeout_min} min) ran out first"
             else:
                 why = "the run ended before this trial finished"
-            for n in recorder.close(why):
-                live.event("failed", f"trial {n}: {why}")
+            try:
+                for n in recorder.close(why, cause):
+                    live.event("failed", f"trial {n}: {why}")
+            except StorageError as err:
+                storage_error = storage_error or err
     if shutdown_ray and not address:
         import ray
 
         ray.shutdown()
+    finished.set()
+    if storage_error is not None:
+        raise storage_error
     return RunSummary(
         study_name=space.name,
         storage=storage_url(storage, space.name),
@@ -375,6 +444,17 @@ def node_device_names(kind: str, resources: Any) -> list[str]:
         pin = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         refs.append(ask.options(num_cpus=0, num_gpus=gpus, scheduling_strategy=pin).remote(kind))
     return [name for names in ray.get(refs, timeout=300) for name in names]
+
+
+def _storage_error_in(err: BaseException) -> StorageError | None:
+    """The `StorageError` behind ``err``: Tune re-raises a callback's error in its own."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, StorageError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _scheduler(space: Any, open_trials: dict, on_event: Callable[[str, str], None]) -> Any:

@@ -16,8 +16,14 @@ The contract:
   treat a value of the wrong type as missing, because a study is a shared file.
 * **Trial states.** COMPLETE means the architecture ran the full proxy budget and its values
   are trustworthy; PRUNED means it was cut short (over budget, or stopped early by the
-  scheduler) and carries its reason and curve; FAIL means it broke, and carries the reason.
-  No trial stays RUNNING once its driver is gone (`recover_orphans`).
+  scheduler) and carries its reason and curve; FAIL means it broke, and carries the reason
+  and its cause (`FailCause`: the trial's own error, or the run stopping under it). No trial
+  stays RUNNING once its driver is gone (`recover_orphans`).
+* **Seeds.** A reference architecture is trained once: a rerun enqueues a seed again only
+  when it is missing or every run of it was stopped from outside (`seeds_to_train`).
+* **Storage faults.** A write that fails is retried while a database *server* may come back
+  (`STORAGE_RETRY_S`); what still fails, or fails on a local file (full disk, read-only), is
+  a `StorageError` naming the storage, never a bare traceback (`storage_call`).
 * **The front.** `front_trials` is the study's Pareto front: the non-dominated COMPLETE trials
   (Optuna's `Study.best_trials`); `nondominated` applies the same rule to bare points (a 2-D
   plane of the front, the slices of a hypervolume). Ties are kept in both.
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -55,10 +63,13 @@ __all__ = [
     "OBJECTIVES",
     "SAMPLE_REPEAT_EVERY",
     "SAMPLE_TAG",
+    "STORAGE_RETRY_S",
     "STUDIES_DIR",
     "Attr",
+    "FailCause",
     "Objectives",
     "RepeatStats",
+    "StorageError",
     "StudyError",
     "curve_attr",
     "directions_of",
@@ -73,11 +84,13 @@ __all__ = [
     "recover_orphans",
     "repeat_stats",
     "resolve_storage",
-    "seeds_present",
+    "seeds_to_train",
     "set_study_system_attr",
     "set_trial_attrs",
     "state_counts",
+    "storage_call",
     "storage_url",
+    "storage_where",
     "study_file",
     "study_id",
     "study_name_of",
@@ -105,6 +118,10 @@ class StudyError(DimsearchError):
     """The study cannot be used as asked (missing, or mixing incompatible measurements)."""
 
 
+class StorageError(StudyError):
+    """The study's storage stopped taking writes (full disk, read-only file, server gone)."""
+
+
 class Attr:
     """User-attribute names: stable, because they are the study's schema."""
 
@@ -123,6 +140,7 @@ class Attr:
     EPOCHS_BUDGET = "epochs_budget"
     REASON = "reason"  # why PRUNED / FAIL
     ERROR = "error"  # traceback tail of a FAIL
+    FAIL_CAUSE = "fail_cause"  # a FailCause: whose fault a FAIL was (decides seed retraining)
     NODE = "node"  # where it ran: hostname / ip / pid
     SECONDS = "seconds"  # wall time of the proxy training
     TRAIN_SEED = "train_seed"  # the proxy training's seed (repeats differ only in it)
@@ -141,6 +159,21 @@ class Attr:
     VERSIONS = "versions"
     # the proxy data the trials trained on: {"key": cache folder name, "checksum": ...}
     DATA_CACHE = "data_cache"
+
+
+class FailCause:
+    """Why a trial FAILed: its own doing, or the run stopping under it (`Attr.FAIL_CAUSE`).
+
+    Only `ERROR` is the trial's own; the others say nothing about the architecture, so a
+    seed that failed through them is trained again (`seeds_to_train`)."""
+
+    ERROR = "error"  # exception, non-finite accuracy, dead worker, unrecordable values
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM stopped the run
+    ENDED = "ended"  # the session ended first (time budget, or its trials ran out)
+    KILLED = "killed"  # the driver died; found RUNNING by the next run (`recover_orphans`)
+    STORAGE = "storage"  # the study's storage stopped taking writes
+
+    EXTERNAL = frozenset({INTERRUPTED, ENDED, KILLED, STORAGE})
 
 
 # -- objectives ----------------------------------------------------------------------------------
@@ -496,9 +529,11 @@ def _engine_kwargs(url: Any, *, readonly: bool) -> dict[str, Any]:
             )
 
         return {"creator": connect}
+    # a server drops connections (restart, failover, idle timeout): each pooled connection is
+    # tested before use, so one that died between two writes is replaced, not used
     if backend in ("postgresql", "mysql", "mariadb"):
-        return {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
-    return {}
+        return {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    return {"pool_pre_ping": True}
 
 
 def resolve_storage(
@@ -518,12 +553,11 @@ def resolve_storage(
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
     url = _parsed_url(storage)
-    if url.get_backend_name() == "sqlite" or readonly:
-        return optuna.storages.RDBStorage(
-            storage,
-            engine_kwargs=_engine_kwargs(url, readonly=readonly),
-            skip_table_creation=readonly,
-        )
+    return optuna.storages.RDBStorage(
+        storage,
+        engine_kwargs=_engine_kwargs(url, readonly=readonly),
+        skip_table_creation=readonly,
+    )
     return storage
 
 
@@ -604,7 +638,39 @@ def open_study(
         except KeyError:
             where = storage or f"studies/{name}.db"
             raise StudyError(f"no study named {name!r} in {where}") from None
-    st = resolve_storage(storage, name) if storage is None or isinstance(storage, str) else storage
+    created = _new_sqlite_file(storage, name)
+    try:
+        st = (
+            resolve_storage(storage, name)
+            if storage is None or isinstance(storage, str)
+            else storage
+        )
+        return _create_study(name, st, directions, sampler)
+    except (StorageError, *_STORAGE_ERRORS) as err:
+        if created is not None:  # a full disk leaves a 0-byte file: take back what we made
+            for leftover in (created, created.with_name(created.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(err, StorageError):
+            raise
+        raise StorageError(_storage_message(storage_url(storage, name), err)) from None
+
+
+def _new_sqlite_file(storage: str | optuna.storages.BaseStorage | None, name: str) -> Path | None:
+    """The sqlite file that opening ``storage`` would create (None if it exists or is no file)."""
+    if storage is not None and not isinstance(storage, str):
+        return None
+    path = study_file(storage, name)
+    return None if path is None or path.exists() else path
+
+
+def _create_study(
+    name: str,
+    st: str | optuna.storages.BaseStorage,
+    directions: list[str],
+    sampler: optuna.samplers.BaseSampler | None,
+) -> optuna.Study:
+    """Create study ``name`` in ``st``, or load it and check it minimises and maximises what
+    the space asks (another space's study under the same name would mix objectives)."""
     study = optuna.create_study(
         study_name=name, storage=st, directions=directions, sampler=sampler, load_if_exists=True
     )
@@ -649,6 +715,68 @@ def _check_schema_present(url: Any, storage: str, name: str) -> None:
         )
 
 
+# -- storage faults ------------------------------------------------------------------------------
+
+STORAGE_RETRY_S = 60.0  # how long a write waits for a database server to come back
+
+# what a storage raises when it cannot write: SQLAlchemy's errors (Optuna wraps those of a
+# commit in StorageInternalError, whose message blames "invalid data"), and a file's OSError
+_STORAGE_ERRORS = (
+    optuna.exceptions.StorageInternalError,
+    sqlalchemy.exc.SQLAlchemyError,
+    OSError,
+)
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The driver's own error under SQLAlchemy's and Optuna's wrappers."""
+    while True:
+        inner = getattr(err, "orig", None) or err.__cause__
+        if inner is None or inner is err:
+            return err
+        err = inner
+
+
+def _storage_message(where: str, err: BaseException) -> str:
+    cause = _root_cause(err)
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    return (
+        f"cannot write the study at {where}: {type(cause).__name__}: {text[:300]}; make it "
+        "writable (free disk space, fix permissions, restart the server), then rerun: trials "
+        "it could not close are marked failed then"
+    )
+
+
+def _server_may_return(err: BaseException) -> bool:
+    """A database server's connection error may heal within seconds (a restart, a
+    failover); a local file's (sqlite, journal: full disk, read-only) will not."""
+    import sqlite3
+
+    cause = _root_cause(err)
+    return isinstance(
+        err, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+    ) and not isinstance(cause, (sqlite3.Error, OSError))
+
+
+def storage_call(study: optuna.Study, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one write to ``study``'s storage, riding out a database server that went away.
+
+    A server's error is retried with growing pauses for up to `STORAGE_RETRY_S` (a restarted
+    PostgreSQL is back in seconds; ``pool_pre_ping`` then hands out a fresh connection). What
+    still fails, and any error of a local file, becomes a `StorageError` saying what to do.
+    """
+    deadline = time.monotonic() + STORAGE_RETRY_S
+    pause = 0.5
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except _STORAGE_ERRORS as err:
+            if not _server_may_return(err) or time.monotonic() + pause > deadline:
+                raise StorageError(_storage_message(storage_where(study), err)) from err
+            time.sleep(pause)
+            pause = min(pause * 2, 8.0)
+
+
 # -- writing -------------------------------------------------------------------------------------
 
 
@@ -657,9 +785,9 @@ def set_trial_attrs(
 ) -> None:
     """Write user attrs to a RUNNING trial, including one this process did not start
     (storage rejects updates to finished trials, so call this before ``study.tell``)."""
-    handle = trial_handle(study, trial)
+    handle = storage_call(study, trial_handle, study, trial)  # reads the trial: may fail too
     for key, value in attrs.items():
-        handle.set_user_attr(key, json_safe(value))
+        storage_call(study, handle.set_user_attr, key, json_safe(value))
 
 
 def json_safe(value: Any) -> Any:
@@ -688,7 +816,8 @@ def recover_orphans(study: optuna.Study) -> list[int]:
             t,
             {
                 Attr.REASON: "left RUNNING by a driver that stopped (killed or crashed); "
-                "marked failed when the study was resumed"
+                "marked failed when the study was resumed",
+                Attr.FAIL_CAUSE: FailCause.KILLED,
             },
         )
         study.tell(t.number, state=TrialState.FAIL)
@@ -696,13 +825,31 @@ def recover_orphans(study: optuna.Study) -> list[int]:
     return numbers
 
 
-def seeds_present(study: optuna.Study) -> set[str]:
-    """Seed names already in the study, in any state (so reruns never enqueue them twice)."""
-    return {
-        t.user_attrs[Attr.SEED]
-        for t in study.get_trials(deepcopy=False)
-        if Attr.SEED in t.user_attrs
-    }
+def seeds_to_train(study: optuna.Study, names: Sequence[str]) -> list[str]:
+    """The seeds of ``names`` a run must enqueue: those with no run in the study, and those
+    whose every run FAILed from outside (`FailCause.EXTERNAL`: killed, interrupted, ended,
+    storage), so a reference lost with a stopped run is trained again. A seed that failed
+    through its own error, or is done, RUNNING or WAITING, is not enqueued again: one rerun
+    after another would otherwise retrain a broken reference for ever.
+
+    Studies written before `Attr.FAIL_CAUSE` existed say the same in the reason, which the
+    rerun and the Ctrl-C path wrote in fixed words; those are read as external too."""
+    runs: dict[str, list[FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False):
+        seed = t.user_attrs.get(Attr.SEED)
+        if seed is not None and Attr.REPEAT_OF not in t.user_attrs:
+            runs.setdefault(seed, []).append(t)
+    return [n for n in names if all(_failed_from_outside(t) for t in runs.get(n, []))]
+
+
+def _failed_from_outside(t: FrozenTrial) -> bool:
+    if t.state != TrialState.FAIL:
+        return False
+    cause = t.user_attrs.get(Attr.FAIL_CAUSE)
+    if cause is not None:
+        return cause in FailCause.EXTERNAL
+    reason = str(t.user_attrs.get(Attr.REASON, ""))
+    return reason.startswith(("left RUNNING by a driver that stopped", "interrupted:"))
 
 
 # -- Optuna's private parts (reached here only) --------------------------------------------------
@@ -723,6 +870,16 @@ def trial_handle(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> optu
     """A live `optuna.Trial` on ``trial`` of ``study``, which can set user attrs while it is
     RUNNING (even if another process started it) and carries optuna-dashboard notes."""
     return optuna.trial.Trial(study, trial_id(trial))
+
+
+def storage_where(study: optuna.Study) -> str:
+    """Where ``study`` is stored, for messages: its database URL (password hidden), else
+    its name (Optuna keeps the storage object private)."""
+    storage = getattr(study, "_storage", None)
+    url = getattr(getattr(storage, "_backend", storage), "url", None)
+    if not url:
+        return f"study {study.study_name!r}"
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
