@@ -558,8 +558,7 @@ def run_sample(
     """
     spc = sample_settings(space, repeats)
     preflight(spc, address)
-    store = resolve_storage(storage, spc.name)
-    study = open_study(spc.name, store, directions=list(spc.directions))
+    study = open_study(spc.name, storage, directions=list(spc.directions))
     tag = study.user_attrs.get(SAMPLE_TAG)
     stopped = [  # trained, then stopped early: a search's trial (budget rejections aside)
         t
