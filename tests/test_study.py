@@ -167,3 +167,85 @@ def test_reading_a_foreign_database_refuses_it_and_writes_nothing(tmp_path: Path
     res = CliRunner().invoke(app, ["show", "theirs", "--storage", f"sqlite:///{db}"])
     assert res.exit_code == 2 and "holds no Optuna study tables" in res.output
     assert db.read_bytes() == before
+
+
+def _table_names(url: str) -> set[str]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_reading_a_database_a_search_is_still_setting_up_refuses_it_and_writes_nothing(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The moment between a search creating Optuna's tables and stamping their version: a
+    reader then must refuse (exit 2) and write nothing. Optuna's `RDBStorage` stamps the
+    version even with ``skip_table_creation``, so a reader that only checked the tables raced
+    the search's own stamping (IntegrityError on ``alembic_version``, seen with PostgreSQL)."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from typer.testing import CliRunner
+
+    from dimsearch.cli import app
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'starting.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = sqlalchemy.create_engine(url)
+    models.BaseModel.metadata.create_all(engine)  # what RDBStorage does first, and no more
+    engine.dispose()
+    before = _table_names(url)
+    assert "alembic_version" not in before
+
+    res = CliRunner().invoke(app, ["show", "starting", "--storage", url])
+    assert res.exit_code == 2, res.output
+    assert "still being set up" in res.output and "Traceback" not in res.output
+    assert _table_names(url) == before
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sqlalchemy.select(models.VersionInfoModel.__table__)).first() is None
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_writers_opening_one_fresh_database_at_once_all_get_the_study(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two `dimsearch run`s started together on one fresh database (a cluster user may) both
+    set it up: Optuna's set-up is check-then-write, so without serialising it the losers of
+    the race stopped on an IntegrityError (a duplicate table type, ``version_info`` row or
+    ``alembic_version`` stamp). Eight writers start at one barrier; every one gets the study."""
+    import threading
+
+    from dimsearch.search.study import open_study
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    writers = 8
+    barrier = threading.Barrier(writers)
+    errors: list[str] = []
+    names: list[str] = []
+
+    def write() -> None:
+        barrier.wait()
+        try:
+            names.append(open_study("fresh", url, directions=["maximize"]).study_name)
+        except Exception as err:  # any error is the failure reported below
+            errors.append(f"{type(err).__name__}: {str(err).splitlines()[0]}")
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert names == ["fresh"] * writers
+    assert len(optuna.get_all_study_summaries(url)) == 1

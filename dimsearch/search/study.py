@@ -544,7 +544,8 @@ def resolve_storage(
 
     The one place a storage is opened. A bad URL is a StudyError. ``readonly`` (the readers,
     after `open_storage` checked the study is there) opens a sqlite file read-only and never
-    creates Optuna's tables."""
+    creates Optuna's tables. A writer sets up a fresh database once, however many writers open
+    it at the same moment (`_writable_rdb`)."""
     if storage is None:
         STUDIES_DIR.mkdir(exist_ok=True)
         storage = storage_url(None, name)
@@ -553,12 +554,65 @@ def resolve_storage(
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
     url = _parsed_url(storage)
-    return optuna.storages.RDBStorage(
-        storage,
-        engine_kwargs=_engine_kwargs(url, readonly=readonly),
-        skip_table_creation=readonly,
-    )
-    return storage
+    if readonly:
+        return optuna.storages.RDBStorage(
+            storage, engine_kwargs=_engine_kwargs(url, readonly=True), skip_table_creation=True
+        )
+    return _writable_rdb(storage, url)
+
+
+# Opening an SQLAlchemy storage for writing sets it up the first time: Optuna's
+# `RDBStorage.__init__` creates its tables, inserts the `version_info` row and creates and stamps
+# `alembic_version`, each a separate check-then-write. Two openers of one fresh database (two
+# `dimsearch run`s on a cluster, or one that starts while another is setting up) race on every
+# step: the loser gets an IntegrityError (duplicate `alembic_version`, `version_info` or table
+# type) or "already exists". On PostgreSQL the set-up runs under a transaction-free advisory
+# lock, so openers take turns; elsewhere (sqlite, MySQL) the loser opens again, and finds done
+# what the winner did.
+_SETUP_LOCK_KEY = 0x64696D7365617263  # "dimsearc": a PostgreSQL advisory lock, per database
+_SETUP_LOCK_TIMEOUT_S = 120  # another opener holding it longer than this is stuck
+_SETUP_RETRIES = 8
+
+
+def _writable_rdb(storage: str, url: Any) -> optuna.storages.RDBStorage:
+    """The storage at ``url`` for a writer (`run`, `sample`, the dashboard's notes), set up
+    once however many open it at the same time (see above)."""
+    import sqlalchemy
+
+    kwargs = _engine_kwargs(url, readonly=False)
+    if url.get_backend_name() == "postgresql":
+        engine = sqlalchemy.create_engine(url, **kwargs)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text(f"SET lock_timeout = '{_SETUP_LOCK_TIMEOUT_S}s'"))
+                try:
+                    conn.execute(
+                        sqlalchemy.select(sqlalchemy.func.pg_advisory_lock(_SETUP_LOCK_KEY))
+                    )
+                except sqlalchemy.exc.OperationalError:
+                    raise StudyError(
+                        f"storage {storage!r}: another process has been setting up Optuna's "
+                        f"tables for over {_SETUP_LOCK_TIMEOUT_S} s; try again when it is done"
+                    ) from None
+                conn.commit()  # the lock is the session's; nothing else is held meanwhile
+                try:
+                    return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+                finally:
+                    conn.execute(
+                        sqlalchemy.select(sqlalchemy.func.pg_advisory_unlock(_SETUP_LOCK_KEY))
+                    )
+                    conn.commit()
+        finally:
+            engine.dispose()
+    for attempt in range(_SETUP_RETRIES):
+        try:
+            return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+        except sqlalchemy.exc.DBAPIError as err:
+            raced = isinstance(err, sqlalchemy.exc.IntegrityError) or "already exists" in str(err)
+            if not raced or attempt == _SETUP_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def open_storage(storage: str | None, name: str, *, writable: bool = False) -> Any:
@@ -687,10 +741,12 @@ def _check_schema_present(url: Any, storage: str, name: str) -> None:
     """Refuse to read a database that lacks any of Optuna's tables, or cannot be read at all
     (not a database, a truncated file, a server that does not answer).
 
-    Opening an SQLAlchemy URL through Optuna creates its tables: a reader pointed at a
+    Opening an SQLAlchemy URL through Optuna creates its tables and stamps their version
+    (`RDBStorage` writes the stamp even with ``skip_table_creation``): a reader pointed at a
     foreign or empty database would write into it, and one that looks while a search is still
-    creating them races that search's own table creation (seen with PostgreSQL). Optuna's
-    table list is private (`optuna.storages._rdb.models`); this is the one place that reads it.
+    setting it up races that search's own set-up (seen with PostgreSQL), so a database whose
+    stamp is not there yet is refused too. Optuna's table list is private
+    (`optuna.storages._rdb.models`); this is the one place that reads it.
     """
     import sqlalchemy
     from optuna.storages._rdb import models
@@ -713,6 +769,33 @@ def _check_schema_present(url: Any, storage: str, name: str) -> None:
             f"no study named {name!r} in {storage}: it holds no Optuna study tables "
             f"(missing {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
         )
+    if not _schema_stamped(url, "alembic_version" in have):
+        raise StudyError(
+            f"no study named {name!r} in {storage} yet: Optuna's tables are still being set "
+            "up (a search is starting); try again in a moment"
+        )
+
+
+def _schema_stamped(url: Any, has_alembic: bool) -> bool:
+    """Whether Optuna finished setting up the database: its `version_info` row and alembic
+    revision are there. Until then, `RDBStorage`, even with ``skip_table_creation``, would
+    write them itself, racing the search that is writing them (seen with PostgreSQL)."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    if not has_alembic:
+        return False
+    alembic = sqlalchemy.table("alembic_version", sqlalchemy.column("version_num"))
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(url, readonly=True))
+    try:
+        with engine.connect() as conn:
+            version = conn.execute(sqlalchemy.select(models.VersionInfoModel.__table__)).first()
+            revision = conn.execute(sqlalchemy.select(alembic.c.version_num)).first()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return False  # a table created but not yet committed, or unreadable: not set up
+    finally:
+        engine.dispose()
+    return version is not None and revision is not None
 
 
 # -- storage faults ------------------------------------------------------------------------------
