@@ -77,7 +77,7 @@ class OptunaSearcher(Searcher):
         self.payload = payload
         self.open_trials = open_trials
         self.on_event = on_event
-        self.rejected = 0
+        self.rejected = 0  # samples recorded PRUNED before training, this session
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         from dimsearch import cost
@@ -113,7 +113,6 @@ class OptunaSearcher(Searcher):
             if reason:
                 self._prune(trial, f"over budget before training: {reason}")
                 continue
-            self.rejected = 0
             repeat = repeat_of is not None
             self.open_trials[trial_id] = OpenTrial(trial, seed, gflops, est.params, repeat)
             label = f"seed {seed}" if seed else "sampled"
@@ -213,8 +212,9 @@ class StudyRecorder(Callback):
         entry = self.open_trials.pop(trial.trial_id, None)
         if entry is None:
             return
-        if not entry.results and trial.last_result:
-            entry.results.append(_clean(trial.last_result))
+        last = _clean(trial.last_result or {})
+        if not entry.results and "epoch" in last:  # Ray's bookkeeping alone is no result
+            entry.results.append(last)
         self._finish(entry)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
