@@ -11,8 +11,18 @@ import math
 import os
 import time
 
-# s1.depth -> what the trial does
-BEHAVIOUR = {1: "good", 2: "good", 3: "raise", 4: "nan", 5: "die", 6: "oom"}
+# s1.depth -> what the trial does (7.. only where a test's space offers them)
+BEHAVIOUR = {
+    1: "good",
+    2: "good",
+    3: "raise",
+    4: "nan",
+    5: "die",
+    6: "oom",
+    7: "silent",  # returns without reporting anything
+    8: "nan_latency",  # trains in full, but its latency figure is NaN
+    9: "slow",  # a second per epoch: outlives a tiny time budget
+}
 EPOCHS = 4
 
 
@@ -31,9 +41,12 @@ def scripted(config: dict) -> None:
 
     arch = config["arch"]
     kind = behaviour(arch)
-    base = {"latency_ms": 1.5, "node": {"hostname": "test", "pid": os.getpid()}}
+    if kind == "silent":
+        return
+    latency = math.nan if kind == "nan_latency" else 1.5
+    base = {"latency_ms": latency, "node": {"hostname": "test", "pid": os.getpid()}}
     for epoch in range(1, EPOCHS + 1):
-        time.sleep(0.05)
+        time.sleep(1.0 if kind == "slow" else 0.05)
         # faults strike in epoch 1, before ASHA's first milestone could stop the trial
         if kind == "raise" and epoch == 1:
             raise RuntimeError(f"boom in epoch {epoch}")

@@ -2,11 +2,13 @@
 
 The server test starts the command in a subprocess on a free local port against a small real
 study, reads optuna-dashboard's JSON API, and stops the server at the end; where a Chromium is
-installed it also screenshots the study page (the Pareto-front plot) and checks it is not blank.
+installed it also loads the study page, counts the markers drawn in its Pareto-front plot
+(one per COMPLETE trial) and checks a screenshot is not blank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from study_factory import OBJECTIVES, add_repeat, add_tampered_trial, make_study
+from study_factory import OBJECTIVES, add_repeat, add_tampered_trial, make_study, new_study
 from typer.testing import CliRunner
 
 from dimsearch.analysis.dashboard import BEGIN, END, _merge, prepare_dashboard
@@ -150,8 +152,11 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _screenshot(url: str, png: Path, profile: Path) -> None:
-    subprocess.run(
+def _chromium_headless(url: str, profile: Path, *output: str) -> str:
+    """Load ``url`` in headless Chromium, let its scripts run (8 s of virtual time, so the
+    React app has fetched the study and plotly has drawn), then do ``output`` (a screenshot
+    or a DOM dump); returns Chromium's stdout."""
+    proc = subprocess.run(
         [
             _chromium(),
             "--headless",
@@ -163,15 +168,32 @@ def _screenshot(url: str, png: Path, profile: Path) -> None:
             "--disable-component-update",
             "--disable-sync",
             f"--user-data-dir={profile}",
-            f"--screenshot={png}",
+            *output,
             "--window-size=1280,900",
             "--virtual-time-budget=8000",
             url,
         ],
         check=True,
         capture_output=True,
+        text=True,
         timeout=120,
     )
+    return proc.stdout
+
+
+def _screenshot(url: str, png: Path, profile: Path) -> None:
+    _chromium_headless(url, profile, f"--screenshot={png}")
+
+
+def pareto_points(url: str, profile: Path) -> int:
+    """Markers plotly drew in the study page's Pareto-front plot (optuna-dashboard's
+    ``#graph-pareto-front``), counted in the DOM as it stands after the scripts ran."""
+    dom = _chromium_headless(url, profile, "--dump-dom")
+    start = dom.find('id="graph-pareto-front"')
+    if start < 0:
+        return 0
+    end = dom.find("js-plotly-plot", start)  # the next plot on the page, if any
+    return dom[start : end if end > 0 else len(dom)].count('class="point"')
 
 
 def _is_blank(png: Path) -> bool:
@@ -186,10 +208,10 @@ def _is_blank(png: Path) -> bool:
     return (colours is not None and len(colours) < 50) or max(hi) - min(lo) < 100
 
 
-@pytest.fixture(scope="module")
-def server(study_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`dimsearch dashboard` running on a free port; yields its URL, stops it at the end."""
-    proc, url = _start(study_db, tmp_path_factory.mktemp("cwd"))
+@contextlib.contextmanager
+def _serving(db: Path, cwd: Path) -> Iterator[str]:
+    """`dimsearch dashboard DB` running on a free port; yields its URL, stops it at the end."""
+    proc, url = _start(db, cwd)
     try:
         yield url
     finally:
@@ -200,6 +222,12 @@ def server(study_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def server(study_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serving(study_db, tmp_path_factory.mktemp("cwd")) as url:
+        yield url
 
 
 def test_dashboard_serves_the_study_with_names_and_notes(study_db: Path, server: str) -> None:
@@ -233,11 +261,37 @@ def test_dashboard_serves_the_study_with_names_and_notes(study_db: Path, server:
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no chromium: install it to screenshot the page")
-def test_dashboard_pareto_page_screenshot_is_not_blank(server: str, tmp_path: Path) -> None:
+def test_dashboard_pareto_page_draws_every_complete_trial(
+    study_db: Path, server: str, tmp_path: Path
+) -> None:
+    """The study page's Pareto-front plot is drawn, one marker per COMPLETE trial, and the
+    page is a rendered page, not a blank one."""
+    complete = [t for t in _load(study_db).trials if t.state.name == "COMPLETE"]
+    assert pareto_points(server, tmp_path / "dom-profile") == len(complete) > 0
     png = tmp_path / "pareto.png"
-    _screenshot(server, png, tmp_path / "chromium-profile")  # the study page: Pareto front
+    _screenshot(server, png, tmp_path / "chromium-profile")
     assert png.stat().st_size > 10_000
     assert not _is_blank(png)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="no chromium: install it to load the page")
+def test_the_pareto_check_sees_a_study_with_nothing_to_plot(tmp_path: Path) -> None:
+    """The check above fails where the plot is absent: a study whose trials all stopped
+    before completing has no Pareto front, and `pareto_points` finds no marker on its page
+    (which is still a page with text and a header: not blank)."""
+    study = make_study(tmp_path / "pit.db", samples=6)
+    (tmp_path / "empty").mkdir()
+    empty, _ = new_study(tmp_path / "empty" / "pit.db", "pit.yaml")
+    for t in study.trials:
+        if t.state.name != "COMPLETE":
+            empty.add_trial(t)
+    assert empty.trials and not [t for t in empty.trials if t.state.name == "COMPLETE"]
+    with _serving(tmp_path / "empty" / "pit.db", tmp_path) as url:
+        assert pareto_points(url, tmp_path / "dom-profile") == 0
+        png = tmp_path / "empty.png"
+        _screenshot(url, png, tmp_path / "chromium-profile")
+        assert not _is_blank(png)
 
 
 def test_dashboard_needs_a_study_or_a_storage(tmp_path: Path, monkeypatch) -> None:

@@ -6,6 +6,7 @@ Real Ray (a local cluster), real Optuna storage (sqlite); the trials' behaviour 
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from rich.console import Console
 
 from dimsearch.search import load_space
 from dimsearch.search.runner import run
-from dimsearch.search.study import Attr
+from dimsearch.search.study import Attr, resolve_storage
 
 SPACE = """
 name: bridge
@@ -32,7 +33,7 @@ arch:
   head_dim: {choices: [8, 32]}
   head_mult: 2
   depth:
-    - {choices: [1, 2, 3, 4, 5, 6]}
+    - {choices: %(depth1)s}
     - {choices: [1, 6]}
     - {choices: [1, 4]}
   sr: 1
@@ -40,15 +41,15 @@ arch:
   pos: le
   pos_at: stem
   head: token
-budgets: {max_gflops: 5.0}
-seeds: [pit_ti]
+budgets: %(budgets)s
+seeds: %(seeds)s
 objectives: [accuracy, gflops, latency_ms]
 latency: {device: cpu, batch_size: 1, repeats: 1, warmup: 0}
 data: {kind: synthetic, img_size: 16, num_classes: 4, train_per_class: 8, val_per_class: 4}
 train: {epochs: 4, batch_size: 8}
-early_stopping: {kind: %(early)s, grace_period: 1, reduction_factor: 2}
+early_stopping: %(early)s
 sampler: {kind: tpe, seed: 3, n_startup_trials: 20}
-search: {trials: %(trials)d, max_concurrent: 2, repeats: %(repeats)d}
+search: {trials: %(trials)d, max_concurrent: 2, repeats: %(repeats)d%(search)s}
 resources: {cpus: 1, gpus: 0}
 """
 
@@ -70,25 +71,56 @@ def local_ray():
     ray.shutdown()
 
 
-def _space(tmp_path: Path, trials: int, early: str = "asha", repeats: int = 1):
+def _space(
+    tmp_path: Path,
+    trials: int,
+    early: str = "asha",
+    repeats: int = 1,
+    depth1: str = "[1, 2, 3, 4, 5, 6]",
+    seeds: str = "[pit_ti]",
+    budgets: str = "{max_gflops: 5.0}",
+    search: str = "",
+):
+    """The bridge space; ``depth1`` picks the scripted behaviours (`scripted_trials.BEHAVIOUR`)
+    its samples can have, ``search`` adds keys to the ``search:`` section."""
     path = tmp_path / "bridge.yaml"
-    path.write_text(textwrap.dedent(SPACE % {"trials": trials, "early": early, "repeats": repeats}))
+    fields = {
+        "trials": trials,
+        "early": "{kind: none}"
+        if early == "none"
+        else f"{{kind: {early}, grace_period: 1, reduction_factor: 2}}",
+        "repeats": repeats,
+        "depth1": depth1,
+        "seeds": seeds,
+        "budgets": budgets,
+        "search": search,
+    }
+    path.write_text(textwrap.dedent(SPACE % fields))
     return load_space(path)
 
 
-def _run(tmp_path: Path, trials: int, monkeypatch, **space: object) -> tuple[optuna.Study, object]:
+def _run(
+    tmp_path: Path,
+    trials: int,
+    monkeypatch,
+    storage: str | None = None,
+    trainable=scripted_trials.scripted,
+    **space: object,
+) -> tuple[optuna.Study, object]:
     monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
-    storage = f"sqlite:///{tmp_path / 'bridge.db'}"
+    storage = storage or f"sqlite:///{tmp_path / 'bridge.db'}"
     with open(tmp_path / "log.txt", "a") as log:
         summary = run(
             _space(tmp_path, trials, **space),
             storage=storage,
             trials=trials,
             console=Console(file=log, width=200),
-            trainable=scripted_trials.scripted,
+            trainable=trainable,
             shutdown_ray=False,
         )
-    return optuna.load_study(study_name="bridge", storage=storage), summary
+    return optuna.load_study(
+        study_name="bridge", storage=resolve_storage(storage, "bridge")
+    ), summary
 
 
 def _trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -322,3 +354,161 @@ def test_a_search_on_postgresql_records_every_trial_while_readers_read(
     assert len(_trained(study)) >= 6
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def _open(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_trial_that_never_reports_fails_with_a_reason(tmp_path, monkeypatch, local_ray) -> None:
+    study, summary = _run(tmp_path, 2, monkeypatch, depth1="[7]", seeds="[]")
+    trained = _trained(study)
+    assert len(trained) == 2 and not _open(study)
+    for t in trained:
+        assert t.state == TrialState.FAIL
+        assert t.user_attrs[Attr.REASON] == "the trial ended without reporting any result"
+    assert summary.counts == {"complete": 0, "pruned": 0, "failed": 2, "rejected": 0}
+
+
+def test_a_nan_objective_is_failed_with_a_reason_not_left_or_completed(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    """A trial that trains in full but whose latency figure is NaN cannot be told COMPLETE
+    (Optuna refuses NaN values): it is recorded FAIL, saying why ("could not record: The value
+    nan is not acceptable"), with its curve, and counted as failed."""
+    study, summary = _run(tmp_path, 2, monkeypatch, depth1="[8]", seeds="[]", early="none")
+    trained = _trained(study)
+    assert len(trained) == 2 and not _open(study)
+    for t in trained:
+        assert t.state == TrialState.FAIL
+        reason = t.user_attrs[Attr.REASON]
+        assert reason.startswith("could not record:") and "nan" in reason, reason
+        assert t.user_attrs[Attr.EPOCHS] == scripted_trials.EPOCHS  # the curve is kept
+    assert summary.counts == {"complete": 0, "pruned": 0, "failed": 2, "rejected": 0}
+
+
+def test_a_trial_over_the_latency_budget_is_pruned_before_training(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    """The real trainable measures latency first; over ``budgets.max_latency_ms`` the trial
+    ends PRUNED with the measured figure and the reason, and trains no epoch."""
+    from dimsearch.search.trainable import run_trial
+
+    budgets = "{max_gflops: 5.0, max_latency_ms: 0.001}"
+    study, summary = _run(tmp_path, 1, monkeypatch, trainable=run_trial, budgets=budgets)
+    trained = _trained(study)
+    assert len(trained) == 2 and not _open(study)  # the seed and one sample
+    for t in trained:
+        assert t.state == TrialState.PRUNED
+        reason = t.user_attrs[Attr.REASON]
+        assert reason.startswith("over budget after measuring: latency"), reason
+        assert "0.001" in reason or "0.00" in reason
+        assert t.user_attrs[Attr.LATENCY_MS] > 0.001
+        assert t.user_attrs[Attr.LATENCY]["device"] == "cpu"
+        assert t.user_attrs[Attr.EPOCHS] == 0 and t.user_attrs[Attr.CURVE] == []
+    assert summary.counts == {"complete": 0, "pruned": 2, "failed": 0, "rejected": 0}
+
+
+def test_a_search_whose_samples_are_all_rejected_gives_up_and_says_so(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    """Every sample over budget: after `MAX_REJECTED_IN_A_ROW` rejections in a row the search
+    stops with a message; each rejection is one PRUNED trial with its reason, none trained.
+    (The limit is lowered from 2000 so the test is quick; the logic is the same.)"""
+    from dimsearch.search import bridge
+
+    monkeypatch.setattr(bridge, "MAX_REJECTED_IN_A_ROW", 25)
+    study, summary = _run(tmp_path, 5, monkeypatch, seeds="[]", budgets="{max_gflops: 0.0001}")
+    assert len(study.trials) == 25 and not _open(study)
+    for t in study.trials:
+        assert t.state == TrialState.PRUNED and Attr.EPOCHS not in t.user_attrs
+        assert t.user_attrs[Attr.REASON].startswith("over budget before training: ")
+        assert "GFLOPs > max_gflops 0.0001" in t.user_attrs[Attr.REASON]
+    said = " ".join((tmp_path / "log.txt").read_text().split())
+    assert "25 samples in a row were invalid or over budget; stopping" in said
+    assert summary.counts == {"complete": 0, "pruned": 25, "failed": 0, "rejected": 25}
+
+
+@pytest.mark.slow
+def test_a_resumed_search_does_not_replay_its_random_start(tmp_path, monkeypatch, local_ray):
+    """The second session's sampler is reseeded past the stored trials: its first sample is
+    not the first session's first sample again (TPE's start-up samples are random)."""
+
+    def sampled(study: optuna.Study, after: int) -> list[dict]:
+        return [
+            t.params
+            for t in study.trials
+            if t.number >= after and t.user_attrs.get(Attr.SEED) is None
+        ]
+
+    quick = {"depth1": "[1, 2]", "early": "none"}  # trials that train in full, fast
+    first, _ = _run(tmp_path, 2, monkeypatch, **quick)
+    n = len(first.trials)
+    second, _ = _run(tmp_path, 2, monkeypatch, **quick)
+    assert sampled(first, 0) and sampled(second, n)
+    assert sampled(second, n)[0] != sampled(first, 0)[0]
+
+
+def test_a_time_budget_stops_the_search_and_leaves_nothing_running(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    """``search.timeout_min``: slow trials (4 s each) under a 6 s budget. The session ends
+    long before its 20 trials, the trials it cut are FAIL saying the budget ran out, and no
+    trial stays RUNNING."""
+    study, summary = _run(
+        tmp_path, 20, monkeypatch, depth1="[9]", seeds="[]", search=", timeout_min: 0.1"
+    )
+    trained = _trained(study)
+    assert trained and len(trained) < 20 and not _open(study)
+    cut = [t for t in trained if t.state != TrialState.COMPLETE]
+    assert cut
+    for t in cut:
+        assert t.state == TrialState.FAIL
+        assert t.user_attrs[Attr.REASON] == "the time budget (0.1 min) ran out first"
+    assert not summary.interrupted
+
+
+def test_a_search_on_a_journal_file_records_and_shows(tmp_path, monkeypatch, local_ray) -> None:
+    """``--storage runs/pit.jsonl``: Optuna's journal file storage, written by a search and
+    read by `dimsearch show`."""
+    from typer.testing import CliRunner
+
+    from dimsearch.cli import app
+
+    journal = tmp_path / "runs" / "bridge.jsonl"
+    journal.parent.mkdir()
+    study, _ = _run(tmp_path, 2, monkeypatch, storage=str(journal), early="none")
+    assert journal.stat().st_size > 0 and not (tmp_path / "studies").exists()
+    assert len(_trained(study)) == 3 and not _open(study)
+    res = CliRunner().invoke(app, ["show", "bridge", "--storage", str(journal), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert rows and {r["number"] for r in rows} <= {
+        t.number for t in study.trials if t.state == TrialState.COMPLETE
+    }
+
+
+def test_a_study_measured_on_another_device_kind_is_refused(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    """Latencies from a CPU and a GPU do not compare: resuming a study recorded on cuda with
+    a space that measures on cpu exits 2 with one line, and the study is left as it was."""
+    from typer.testing import CliRunner
+
+    from dimsearch.cli import app
+
+    storage = f"sqlite:///{tmp_path / 'bridge.db'}"
+    study, _ = _run(tmp_path, 1, monkeypatch, storage=storage)
+    assert study.user_attrs[Attr.LATENCY_KIND] == "cpu"
+    study.set_user_attr(Attr.LATENCY_KIND, "cuda")  # as if measured on a GPU node
+    before = [(t.number, t.state, t.values) for t in study.trials]
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["run", "bridge.yaml", "--storage", storage])
+    assert res.exit_code == 2, res.output
+    said = " ".join(res.output.split())
+    assert "measured latency on 'cuda'; this space asks 'cpu'" in said
+    assert "Traceback" not in res.output
+    again = optuna.load_study(study_name="bridge", storage=storage)
+    assert [(t.number, t.state, t.values) for t in again.trials] == before
+    assert again.user_attrs[Attr.LATENCY_KIND] == "cuda"

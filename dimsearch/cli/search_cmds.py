@@ -33,7 +33,9 @@ def run(
     console.print(study_table(study, rows, all_trials=False))
     c = summary.counts
     console.print(
-        f"this session: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed "
+        f"this session: {c['complete']} complete, {c['pruned']} pruned"
+        + (f" ({c['rejected']} before training)" if c["rejected"] else "")
+        + f", {c['failed']} failed "
         f"in {summary.seconds / 60:.1f} min; study stored in {summary.storage}"
     )
     if summary.interrupted:

@@ -277,8 +277,9 @@ class StudyRecorder(Callback):
             entry = self.open_trials.get(trial.trial_id)
             if entry is None:
                 return
-            if not entry.results and trial.last_result:
-                entry.results.append(_clean(trial.last_result))
+            last = _clean(trial.last_result or {})
+            if not entry.results and "epoch" in last:  # Ray's bookkeeping alone is no result
+                entry.results.append(last)
             self._finish(entry)
             del self.open_trials[trial.trial_id]
 

@@ -109,7 +109,10 @@ def _local_ray_alive() -> bool:
 
 @dataclass
 class RunSummary:
-    """What one `run` did, for the CLI to print and tests to check."""
+    """What one `run` did, for the CLI to print and tests to check.
+
+    ``counts``: trials this session ended ``complete``, ``pruned`` or ``failed``; ``pruned``
+    includes the ``rejected`` samples (invalid or over budget, recorded PRUNED untrained)."""
 
     study_name: str
     storage: str
@@ -242,6 +245,9 @@ def _run(
     # the live view is the progress display: Ray Tune's own tables and per-trial loggers off
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # a trial that returns without reporting is ours to record (FAIL, with the reason); Ray's
+    # strict metric check would instead abort the whole run with a TuneError
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     study = open_study(space.name, storage, directions=list(space.directions))
     _check_latency_kind(study, space)
     changed = _record_versions(study)
@@ -277,7 +283,7 @@ def _run(
             storage_url(storage, space.name),
             recovered,
             seeds,
-            {"complete": 0, "pruned": 0, "failed": 0},
+            {"complete": 0, "pruned": 0, "failed": 0, "rejected": 0},
             False,
             time.time() - start,
         )
@@ -400,8 +406,11 @@ def _run(
         storage=storage_url(storage, space.name),
         recovered=recovered,
         seeds_enqueued=seeds,
-        # samples the searcher rejected (invalid or over budget) never reach Ray's recorder
-        counts={**recorder.counts, "pruned": recorder.counts["pruned"] + searcher.pruned},
+        counts={
+            **recorder.counts,
+            "pruned": recorder.counts["pruned"] + searcher.pruned,
+            "rejected": searcher.pruned,
+        },
         interrupted=interrupted,
         seconds=time.time() - start,
     )
