@@ -82,12 +82,18 @@ FAST = LatencySettings(threads=1, warmup=0, repeats=2)
     [
         ({"precision": "fp8"}, r"latency\.precision must be one of \['fp32', 'bf16', 'fp16'\]"),
         ({"mode": "fast"}, r"latency\.mode must be one of \['latency', 'throughput'\]"),
-        ({"batch_size": 0}, r"latency\.batch_size must be an integer >= 1, or null .*, got 0"),
-        ({"threads": True}, r"latency\.threads must be null or an integer >= 1, got True"),
+        (
+            {"batch_size": 0},
+            r"latency\.batch_size must be an integer in \[1, 4096\], or null .*, got 0",
+        ),
+        (
+            {"threads": True},
+            r"latency\.threads must be null or an integer in \[1, 1024\], got True",
+        ),
         ({"device": "gpu"}, r"latency\.device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
         ({"predict": 1}, r"latency\.predict must be true or false, got 1"),
-        ({"repeats": 0}, r"latency\.repeats must be an integer >= 1"),
-        ({"warmup": -1}, r"latency\.warmup must be an integer >= 0"),
+        ({"repeats": 0}, r"latency\.repeats must be an integer in \[1, 10000\]"),
+        ({"warmup": -1}, r"latency\.warmup must be an integer in \[0, 10000\]"),
         ({"clock": "tsc"}, r"latency\.clock must be one of \['wall', 'cpu'\]"),
         ({"clock": "cpu", "threads": 2}, r"clock 'cpu' .* needs device 'cpu' and threads 1"),
         ({"clock": "cpu", "threads": 1, "device": "cuda"}, r"got device='cuda', threads=1"),
