@@ -26,6 +26,9 @@ from dimsearch.config import (
 # measures never waits for the epochs of a real search running on the same machine, and the
 # search never pauses for the tests. Set before anything locks; subprocesses inherit it.
 os.environ.setdefault("DIMSEARCH_LOCK_DIR", tempfile.mkdtemp(prefix="dimsearch-test-locks-"))
+# Caches (decoded datasets, latency part tables) start empty, as on a fresh CI machine: a test
+# never depends on, nor is changed by, what the user's ~/.cache/dimsearch happens to hold.
+os.environ["DIMSEARCH_CACHE"] = tempfile.mkdtemp(prefix="dimsearch-test-cache-")
 
 
 def random_arch(rng: random.Random, max_stages: int = 4) -> ArchConfig:

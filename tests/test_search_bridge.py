@@ -44,7 +44,7 @@ arch:
 budgets: %(budgets)s
 seeds: %(seeds)s
 objectives: [accuracy, gflops, latency_ms]
-latency: {device: cpu, batch_size: 1, repeats: 1, warmup: 0}
+latency: {device: cpu, batch_size: 1, repeats: 1, warmup: 0, predict: %(predict)s}
 data: {kind: synthetic, img_size: 16, num_classes: 4, train_per_class: 8, val_per_class: 4}
 train: {epochs: 4, batch_size: 8}
 early_stopping: %(early)s
@@ -80,6 +80,7 @@ def _space(
     seeds: str = "[pit_ti]",
     budgets: str = "{max_gflops: 5.0}",
     search: str = "",
+    predict: str = "true",
 ):
     """The bridge space; ``depth1`` picks the scripted behaviours (`scripted_trials.BEHAVIOUR`)
     its samples can have, ``search`` adds keys to the ``search:`` section."""
@@ -92,6 +93,7 @@ def _space(
         "repeats": repeats,
         "depth1": depth1,
         "seeds": seeds,
+        "predict": predict,
         "budgets": budgets,
         "search": search,
     }
@@ -395,7 +397,11 @@ def test_a_trial_over_the_latency_budget_is_pruned_before_training(
     from dimsearch.search.trainable import run_trial
 
     budgets = "{max_gflops: 5.0, max_latency_ms: 0.001}"
-    study, summary = _run(tmp_path, 1, monkeypatch, trainable=run_trial, budgets=budgets)
+    # predict: false, so the trials reach the measurement (a prediction would reject them all
+    # before building: tests/test_latency_gate.py holds that path)
+    study, summary = _run(
+        tmp_path, 1, monkeypatch, trainable=run_trial, budgets=budgets, predict="false"
+    )
     trained = _trained(study)
     assert len(trained) == 2 and not _open(study)  # the seed and one sample
     for t in trained:
