@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,41 +21,10 @@ import optuna
 import pytest
 import yaml
 from PIL import Image
+from tiny_space import tiny_space_text
 from typer.testing import CliRunner
 
 from dimsearch.cli import app
-
-TINY = """
-name: tiny
-target_img_size: 64
-num_classes: 10
-arch:
-  stages: 3
-  stem: patch
-  patch_size: 16
-  heads: {choices: [1, 2]}
-  head_dim: {choices: [16, 32]}
-  head_mult: 2
-  depth:
-    - {choices: [1, 2]}
-    - {choices: [1, 6]}
-    - {choices: [1, 4]}
-  sr: 1
-  pool: {choices: [dwconv, avg, max]}
-  pos: {choices: [le, pa]}
-  pos_at: stem
-  head: token
-budgets: {max_gflops: 1.0}
-seeds: [pit_ti]
-objectives: [accuracy, gflops, latency_ms]
-latency: {device: cpu, batch_size: 1, repeats: 2, warmup: 1}
-data: {kind: synthetic, img_size: 16, num_classes: 4, train_per_class: 16, val_per_class: 8}
-train: {epochs: 1, batch_size: 16}
-early_stopping: {kind: none}
-sampler: {kind: tpe, seed: 0, n_startup_trials: 4}
-search: {trials: 1, max_concurrent: 1}
-resources: {cpus: 1, gpus: 0}
-"""
 
 RAY_CPUS = 2  # the shared Ray of the resource rows: a 2-CPU node with no GPU
 
@@ -365,7 +333,7 @@ def test_bad_input_is_refused_before_the_study_exists(
     if row.ray:
         request.getfixturevalue("shared_ray")
     monkeypatch.chdir(tmp_path)
-    space = yaml.safe_load(textwrap.dedent(TINY))
+    space = yaml.safe_load(tiny_space_text(epochs=1, trials=1, concurrent=1))
     row.edit(space, tmp_path)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))

@@ -10,13 +10,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tiny_space import tiny_space_text
 from typer.testing import CliRunner
 
 from dimsearch.cli import app
@@ -25,43 +25,9 @@ from dimsearch.search.study import Attr
 ROOT = Path(__file__).resolve().parents[1]
 DIMSEARCH = [sys.executable, "-m", "dimsearch"]
 
-TINY = """
-name: tiny
-target_img_size: 64
-num_classes: 10
-arch:
-  stages: 3
-  stem: patch
-  patch_size: 16
-  heads: {choices: [1, 2]}
-  head_dim: {choices: [16, 32]}
-  head_mult: 2
-  depth:
-    - {choices: [1, 2]}
-    - {choices: [1, 6]}
-    - {choices: [1, 4]}
-  sr: 1
-  pool: {choices: [dwconv, avg, max]}
-  pos: {choices: [le, pa]}
-  pos_at: stem
-  head: token
-budgets: {max_gflops: 1.0}
-seeds: [pit_ti]
-objectives: [accuracy, gflops, latency_ms]
-latency: {device: cpu, batch_size: 1, repeats: 2, warmup: 1}
-data: {kind: synthetic, img_size: 16, num_classes: 4, train_per_class: 16, val_per_class: 8}
-train: {epochs: %(epochs)d, batch_size: 16}
-early_stopping: {kind: none}
-sampler: {kind: tpe, seed: 0, n_startup_trials: 4}
-search: {trials: %(trials)d, max_concurrent: %(concurrent)d}
-resources: {cpus: 1, gpus: 0}
-"""
-
 
 def write_space(path: Path, epochs: int = 2, trials: int = 2, concurrent: int = 2) -> Path:
-    path.write_text(
-        textwrap.dedent(TINY % {"epochs": epochs, "trials": trials, "concurrent": concurrent})
-    )
+    path.write_text(tiny_space_text(epochs, trials, concurrent))
     return path
 
 
@@ -164,7 +130,7 @@ def test_run_then_show_with_the_real_trainable(tmp_path: Path, monkeypatch) -> N
 )
 def test_bad_space_exits_2_and_creates_no_study(tmp_path: Path, monkeypatch, edit, needle) -> None:
     path = tmp_path / "tiny.yaml"
-    path.write_text(edit(textwrap.dedent(TINY % {"epochs": 1, "trials": 1, "concurrent": 2})))
+    path.write_text(edit(tiny_space_text(1, 1, 2)))
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(app, ["run", str(path)])
     assert res.exit_code == 2, res.output
