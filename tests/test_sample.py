@@ -211,3 +211,17 @@ def test_sample_export_errors_exit_2(tmp_path: Path) -> None:
     res = runner.invoke(app, ["sample-export", str(db), "-o", str(tmp_path / "x.json")])
     assert res.exit_code == 2 and "no COMPLETE trial" in res.output
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_recorded_sample_in_the_repo_is_the_one_the_issue_asks_for() -> None:
+    """benchmarks/pit_fmnist32.json, which `bench search`, `fidelity` and `edf` read without
+    training: >= 150 architectures of spaces/pit.yaml with its seeds, >= 8 epochs, some with 3
+    training seeds, in a file under 2 MB that loads through the documented format."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pit_fmnist32.json"
+    assert path.stat().st_size < 2 * 2**20
+    t = SampleTable.load(path)
+    groups = t.groups()
+    assert len(groups) >= 150 and t.epochs >= 8
+    assert {"pit_ti", "pit_xs", "pit_s"} <= {r.seed for r in t.records}
+    assert sum(len(g) == 3 for g in groups) >= 3
+    assert all(len(r.curve) == t.epochs and r.epoch_seconds for r in t.records)
