@@ -244,6 +244,47 @@ def test_a_full_disk_mid_run_stops_with_a_clear_error_and_the_rerun_closes_the_r
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def _immutable(path: Path, on: bool) -> None:
+    """Make ``path`` read-only in a way that holds even for root and for a file already open
+    for writing (a read-only remount is refused while the driver holds the db open)."""
+    got = subprocess.run(
+        ["chattr", "+i" if on else "-i", str(path)], capture_output=True, text=True
+    )
+    if got.returncode:
+        pytest.skip(f"cannot make a file immutable here (needs root, ext4): {got.stderr.strip()}")
+
+
+@pytest.mark.slow
+def test_read_only_storage_mid_run_stops_with_a_clear_error_and_the_rerun_closes_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The study's file turns read-only while a trial trains, the sibling of the full disk:
+    the driver stops with the same one line, and the rerun, once the file is writable again,
+    closes the trial left RUNNING and trains its seed again."""
+    db = tmp_path / "studies" / "tiny.db"
+    space = write_space(tmp_path / "tiny.yaml", epochs=40, trials=2, concurrent=1)
+    proc = _start_run(tmp_path, space, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_training(db)
+        _immutable(db, True)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        subprocess.run(["chattr", "-i", str(db)], check=False)
+    said = " ".join(out.split())
+    assert proc.returncode == 2, out[-3000:]
+    assert "Traceback" not in out and "cannot write the study at" in said, out[-3000:]
+    assert "studies/tiny.db" in said and "read-only" in said, said
+    assert _survivors_after(proc.pid, 15) == []
+    _run_dimsearch(tmp_path, "run", str(write_space(space, epochs=1, trials=1)), "--trials", "0")
+    study = _tiny_study(db)
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    seeds = [t for t in study.trials if t.user_attrs.get(Attr.SEED) == "pit_ti"]
+    assert seeds[-1].state == TrialState.COMPLETE  # the lost reference trained again
+
+
 @pytest.mark.slow
 def test_a_postgres_restart_mid_search_loses_nothing(tmp_path: Path, postgres_url: str) -> None:
     """The database server restarts while trials train: the search rides it out (pre-ping

@@ -820,9 +820,30 @@ def _root_cause(err: BaseException) -> BaseException:
         err = inner
 
 
+def _read_only_file(where: str) -> bool:
+    """Whether ``where`` is a sqlite file (or its folder) that this process may not write.
+
+    sqlite reports a file made read-only under an open connection (``chattr +i``) as a bare
+    "disk I/O error"; asking the kernel names the real fault. ``os.access`` answers for root
+    too: an immutable file or a read-only mount is refused to every user."""
+    import os
+
+    try:
+        url = sqlalchemy.engine.make_url(where)
+    except sqlalchemy.exc.ArgumentError:
+        return False
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return False
+    path = Path(url.database)
+    target = path if path.exists() else path.parent
+    return target.exists() and not os.access(target, os.W_OK)
+
+
 def _storage_message(where: str, err: BaseException) -> str:
     cause = _root_cause(err)
     text = " ".join(str(cause).split()) or type(cause).__name__
+    if _read_only_file(where) and "read-only" not in text and "readonly" not in text:
+        text = f"{text} (the file is read-only)"
     return (
         f"cannot write the study at {where}: {type(cause).__name__}: {text[:300]}; make it "
         "writable (free disk space, fix permissions, restart the server), then rerun: trials "
