@@ -312,9 +312,16 @@ def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
 def test_a_search_on_postgresql_records_every_trial_while_readers_read(
     tmp_path, monkeypatch, local_ray, postgres_url
 ) -> None:
-    """A real search against a real PostgreSQL server while `show` reads the study: every
-    trial ends COMPLETE, PRUNED or FAIL, none RUNNING, and the reader saw no error."""
+    """A real search against a real PostgreSQL server while `show` and the dashboard's JSON API
+    read the study: every trial ends COMPLETE, PRUNED or FAIL, none RUNNING, and neither reader
+    saw an error. The dashboard is `dimsearch dashboard` itself, which writes its notes into
+    the study as it starts, while the search is writing trials: the two must not collide."""
+    import os
+    import subprocess
+    import sys
     import threading
+    import urllib.error
+    import urllib.request
 
     from typer.testing import CliRunner
 
@@ -322,21 +329,69 @@ def test_a_search_on_postgresql_records_every_trial_while_readers_read(
 
     monkeypatch.setenv("DIMSEARCH_RAY_DIR", str(tmp_path / "ray"))
     errors: list[str] = []
-    reads = 0
+    reads = {"show": 0, "dashboard": 0}
     done = threading.Event()
+    exists = threading.Event()  # `show` found the study: the dashboard can be started on it
+    dash_log = tmp_path / "dashboard.txt"
+    dash: list[subprocess.Popen] = []
 
-    def read() -> None:
-        nonlocal reads
+    def show() -> None:
         while not done.is_set():
             res = CliRunner().invoke(app, ["show", "bridge", "--storage", postgres_url, "--json"])
             # before the driver creates the study, show says so (exit 2): not an error
             if res.exit_code not in (0, 2) or "Traceback" in res.output:
-                errors.append(f"exit {res.exit_code}: {res.exception!r} {res.output[-500:]}")
-            reads += 1
+                errors.append(f"show: exit {res.exit_code}: {res.exception!r} {res.output[-500:]}")
+            if res.exit_code == 0:
+                exists.set()
+            reads["show"] += 1
             time.sleep(0.2)
 
-    reader = threading.Thread(target=read)
-    reader.start()
+    def get(url: str) -> dict:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return json.loads(r.read())
+
+    def dashboard() -> None:
+        while not exists.wait(0.1):
+            if done.is_set():
+                return
+        # started only once the study exists (the dashboard refuses a study that does not),
+        # so every answer must be a 200: a 404 here would be a real error, not a race
+        cmd = [sys.executable, "-m", "dimsearch", "dashboard", "bridge", "--port", "0"]
+        cmd += ["--storage", postgres_url, "--artifacts", str(tmp_path / "artifacts")]
+        with open(dash_log, "w") as out:
+            dash.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=tmp_path,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        base = None
+        while base is None and not done.is_set() and dash[0].poll() is None:
+            for line in dash_log.read_text().splitlines():
+                if line.startswith("dashboard: http://127.0.0.1:"):
+                    base = line.split()[1].split("/dashboard")[0]
+            time.sleep(0.1)
+        if base is None:
+            if dash[0].poll() is not None:
+                errors.append(f"dashboard exited {dash[0].returncode}: {dash_log.read_text()}")
+            return
+        while not done.is_set():
+            try:
+                studies = get(f"{base}/api/studies")["study_summaries"]
+                (sid,) = (s["study_id"] for s in studies if s["study_name"] == "bridge")
+                detail = get(f"{base}/api/studies/{sid}")
+                assert isinstance(detail["trials"], list), detail
+                reads["dashboard"] += 1
+            except (OSError, ValueError, KeyError, AssertionError) as err:  # HTTPError is one
+                errors.append(f"dashboard: {err!r}")
+            time.sleep(0.3)
+
+    readers = [threading.Thread(target=show), threading.Thread(target=dashboard)]
+    for t in readers:
+        t.start()
     try:
         with open(tmp_path / "log.txt", "a") as log:
             run(
@@ -349,10 +404,20 @@ def test_a_search_on_postgresql_records_every_trial_while_readers_read(
             )
     finally:
         done.set()
-        reader.join()
+        for t in readers:
+            t.join()
+        for proc in dash:
+            if proc.poll() is not None:  # it must still be serving: a crash is an error
+                errors.append(f"dashboard exited {proc.returncode}: {dash_log.read_text()}")
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     study = optuna.load_study(study_name="bridge", storage=postgres_url)
     assert not errors, errors[0]
-    assert reads >= 3
+    assert reads["show"] >= 3 and reads["dashboard"] >= 3, reads
     assert len(_trained(study)) >= 6
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert any(t.state == TrialState.COMPLETE for t in study.trials)
