@@ -126,3 +126,17 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(postgres_server, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def private_latency(tmp_path, monkeypatch):
+    """For latency tests: private lock and cache directories (a test never waits for another
+    process's measurement, nor reads its tables), and one torch thread (a shared 2-core box)."""
+    from dimsearch.cost._lock import LOCK_DIR_ENV
+
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
+    monkeypatch.setenv("DIMSEARCH_CACHE", str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,19 +10,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from dimsearch.cli import app
 from dimsearch.cost import calibrate, open_table
 from dimsearch.cost._latency import local_device_names
-from dimsearch.cost._lock import LOCK_DIR_ENV
 from dimsearch.errors import SpaceError
 from dimsearch.search import load_space
 from dimsearch.search.bridge import OpenTrial, OptunaSearcher, StudyRecorder
@@ -62,15 +59,7 @@ SMALL = {"heads": 1, "head_dim": 8, "s1.depth": 1, "s2.depth": 1}
 BIG = {"heads": 4, "head_dim": 32, "s1.depth": 4, "s2.depth": 4}
 
 
-@pytest.fixture(autouse=True)
-def _private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Private lock and table cache directories, and one torch thread (a shared box)."""
-    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
-    monkeypatch.setenv("DIMSEARCH_CACHE", str(tmp_path / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("private_latency")
 
 
 def _space(tmp_path: Path, budgets: str = "", latency: str = ""):

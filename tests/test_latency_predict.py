@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,16 +46,7 @@ from dimsearch.layers import Stage
 from dimsearch.models import build_model
 from dimsearch.search import load_space
 
-
-@pytest.fixture(autouse=True)
-def _private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Private lock and cache directories, and one torch thread (a shared 2-core box)."""
-    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
-    monkeypatch.setenv("DIMSEARCH_CACHE", str(tmp_path / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("private_latency")
 
 
 def tiny(pos: str = "le", head: str = "token") -> ArchConfig:
