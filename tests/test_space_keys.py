@@ -216,6 +216,26 @@ def _draws(space: Any, n: int = 12) -> list[dict[str, Any]]:
     return out
 
 
+def _describe(obj: Any, depth: int = 0) -> Any:
+    """An object's state as nested tuples of plain values, for comparison: the sampler's
+    settings down to its random state's seed. (Its pickle was compared before; in a long test
+    session an Optuna sampler came to hold a lock, which does not pickle.)"""
+    if isinstance(obj, (int, float, str, bool, type(None))):
+        return obj
+    if depth > 8:
+        return type(obj).__name__
+    if isinstance(obj, (list, tuple)):
+        return tuple(_describe(x, depth + 1) for x in obj)
+    if isinstance(obj, dict):
+        return tuple(sorted((str(k), _describe(v, depth + 1)) for k, v in obj.items()))
+    if hasattr(obj, "__dict__"):
+        return (type(obj).__name__, _describe(vars(obj), depth + 1))
+    try:  # a numpy RandomState: its state
+        return pickle.dumps(obj)
+    except (TypeError, pickle.PicklingError):  # a lock
+        return type(obj).__name__
+
+
 def _what_runs(space: Any) -> dict[str, Any]:
     """Everything a search takes from the space, in comparable form."""
     pit_s = zoo.get("pit_s")
@@ -236,7 +256,7 @@ def _what_runs(space: Any) -> dict[str, Any]:
             [rule.milestones(b) for b in range(rule.brackets)],
         ),
         "protected": None if rule is None else scheduler.costs_of("t")[1],
-        "sampler": pickle.dumps(space.make_sampler()),
+        "sampler": _describe(space.make_sampler()),
         "plan": session_plan(space),
         "latency_gate": gate_plan(space),
         "budgets": space.check_budgets(pit_s),
