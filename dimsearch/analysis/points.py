@@ -115,6 +115,22 @@ def _derived(cfg: ArchConfig | None) -> dict[str, Any]:
     return out
 
 
+def _points(rows: list[tuple[Any, ...]], excluded: dict[str, int], source: str) -> DesignPoints:
+    """`DesignPoints` from one row per point: (number, error, gflops, params, values, label);
+    both sources (`design_points`, `sample_points`) build theirs here."""
+    numbers, errors, flops, params, values, labels = zip(*rows, strict=True) if rows else ([],) * 6
+    return DesignPoints(
+        np.asarray(numbers, dtype=int),
+        np.asarray(errors, dtype=float),
+        np.asarray(flops, dtype=float),
+        list(values),
+        list(labels),
+        excluded,
+        np.asarray(params, dtype=float),
+        source,
+    )
+
+
 def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> DesignPoints:
     """COMPLETE trials with an accuracy and a FLOPs figure, as `DesignPoints`.
 
@@ -123,7 +139,7 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
             docstring for why PRUNED trials are not).
         accuracy_index: position of ``accuracy`` among the study's objectives.
     """
-    numbers, errors, flops, values, labels, params = [], [], [], [], [], []
+    rows: list[tuple[Any, ...]] = []
     excluded: dict[str, int] = {}
     for t in trials:
         if t.state != TrialState.COMPLETE or t.values is None:
@@ -135,23 +151,18 @@ def design_points(trials: Sequence[FrozenTrial], *, accuracy_index: int = 0) -> 
         if g is None or not g > 0 or acc is None or not math.isfinite(acc):
             excluded["no gflops"] = excluded.get("no gflops", 0) + 1
             continue
-        numbers.append(t.number)
-        errors.append(100.0 - float(acc))
-        flops.append(float(g))
         p = number_attr(t.user_attrs, Attr.PARAMS)
-        params.append(float(p) if p is not None and p > 0 else math.nan)
-        values.append({**_derived(arch_of(t.user_attrs)), **t.params})
-        labels.append(zoo.label(t.user_attrs.get(Attr.SEED)))
-    return DesignPoints(
-        np.asarray(numbers, dtype=int),
-        np.asarray(errors, dtype=float),
-        np.asarray(flops, dtype=float),
-        values,
-        labels,
-        excluded,
-        np.asarray(params, dtype=float),
-        "trials",
-    )
+        rows.append(
+            (
+                t.number,
+                100.0 - float(acc),
+                float(g),
+                float(p) if p is not None and p > 0 else math.nan,
+                {**_derived(arch_of(t.user_attrs)), **t.params},
+                zoo.label(t.user_attrs.get(Attr.SEED)),
+            )
+        )
+    return _points(rows, excluded, "trials")
 
 
 def sample_points(table: SampleTable) -> DesignPoints:
@@ -162,7 +173,7 @@ def sample_points(table: SampleTable) -> DesignPoints:
     epoch); counting each run would give the repeated tenth of the sample ten times the say.
     Architectures without a FLOPs figure are counted in ``excluded`` (``no gflops``).
     """
-    numbers, errors, flops, values, labels, params = [], [], [], [], [], []
+    rows: list[tuple[Any, ...]] = []
     excluded = dict(table.excluded)
     for runs in table.groups():
         first = runs[0]
@@ -173,22 +184,17 @@ def sample_points(table: SampleTable) -> DesignPoints:
             cfg = ArchConfig.from_dict(first.arch)
         except DimsearchError:
             cfg = None
-        numbers.append(first.number)
-        errors.append(100.0 - float(np.mean([r.accuracy for r in runs])))
-        flops.append(float(first.gflops))
-        params.append(float(first.params) if first.params else math.nan)
-        values.append({**_derived(cfg), **first.optuna_params})
-        labels.append(zoo.label(first.seed))
-    return DesignPoints(
-        np.asarray(numbers, dtype=int),
-        np.asarray(errors, dtype=float),
-        np.asarray(flops, dtype=float),
-        values,
-        labels,
-        excluded,
-        np.asarray(params, dtype=float),
-        "sample",
-    )
+        rows.append(
+            (
+                first.number,
+                100.0 - float(np.mean([r.accuracy for r in runs])),
+                float(first.gflops),
+                float(first.params) if first.params else math.nan,
+                {**_derived(cfg), **first.optuna_params},
+                zoo.label(first.seed),
+            )
+        )
+    return _points(rows, excluded, "sample")
 
 
 def source_note(points: DesignPoints) -> str:

@@ -4,8 +4,9 @@ One call of `run` is one *session* of a study. The study itself persists: a reru
 trials a killed driver left RUNNING (FAIL, with the reason), enqueues the seeds not yet
 trained (`seeds_to_train`: also those a stopped run lost), reseeds the sampler past the
 trials it already has (so a resumed study does not replay its random start-up samples) and
-adds ``search.trials`` new sampled trials. Each session records its library versions and source commit in the study, and warns when they
-differ from the previous session's (`dimsearch.search.provenance`).
+adds ``search.trials`` new sampled trials. Each session records its library versions and
+source commit in the study, and warns when they differ from the previous session's
+(`dimsearch.search.provenance`).
 
 How a session ends, and what it leaves:
 
