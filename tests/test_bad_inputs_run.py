@@ -303,10 +303,16 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def shared_ray():
-    """One local Ray for the resource rows: 2 CPUs, no GPU, whatever the machine has."""
+    """One local Ray for the resource rows: 2 CPUs, no GPU, whatever the machine has.
+
+    ``address="local"`` as in ``init_ray``: without it Ray joins any cluster it finds alive
+    on the machine (a CI box running another job, a test's leftover head) and refuses
+    ``num_cpus`` (the CI failure of stop 15).
+    """
     import ray
 
     ray.init(
+        address="local",
         num_cpus=RAY_CPUS,
         num_gpus=0,
         include_dashboard=False,
