@@ -329,8 +329,8 @@ def test_infinite_and_nan_attrs_read_as_missing_and_json_stays_json(
     study_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Figures a tool wrote as inf/NaN (Optuna stores them): `show` prints the table,
-    `show --json` prints JSON any parser reads (non-finite numbers as null), `export` writes
-    the file."""
+    `show --json` and the report's data.json are JSON any parser reads (non-finite numbers as
+    null), `export` writes the file."""
     shutil.copy2(study_db, tmp_path / "s.db")
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
     done = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
@@ -365,6 +365,9 @@ def test_infinite_and_nan_attrs_read_as_missing_and_json_stays_json(
     exported = runner.invoke(app, ["export", "s.db", "--trial", str(number), "-o", "out"])
     assert exported.exit_code == 0, exported.output
     assert (tmp_path / "out" / f"s_trial{number}.py").is_file()
+    report = runner.invoke(app, ["report", "s.db", "-o", "rep"])
+    assert report.exit_code == 0, report.output
+    json.loads((tmp_path / "rep" / "data.json").read_text(), parse_constant=refuse)
 
 
 def test_a_study_named_like_markup_prints_as_written(tmp_path: Path, monkeypatch) -> None:

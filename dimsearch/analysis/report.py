@@ -12,7 +12,6 @@ few lines of inline CSS, so the directory can be zipped, mailed or served from a
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from dimsearch._values import json_text
 from dimsearch.analysis import figures as F
 from dimsearch.analysis._describe import arch_line, arch_of
 from dimsearch.analysis.edf import BandedEDFs, EDFSummary
@@ -182,7 +182,7 @@ def write_report(
         "notes": notes,
     }
     data_path = out / "data.json"
-    data_path.write_text(json.dumps(data, indent=1, default=_json_default))
+    data_path.write_text(json_text(data, indent=1))
     index = out / "index.html"
     index.write_text(_html(study, summary, rows, figs, points.excluded, notes))
     images = [f.path for f in figs["fronts"]]
@@ -198,16 +198,6 @@ def write_report(
         if f is not None and f.path is not None
     ]
     return Report(out, index, data_path, images, summary, notes)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return value.name
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
 
 
 # -- HTML ----------------------------------------------------------------------------------------

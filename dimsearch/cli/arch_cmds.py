@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from dimsearch._values import json_text
 from dimsearch.cli._common import (
     MAX_BATCH,
     MAX_CLASSES,
@@ -77,7 +78,7 @@ def zoo_cmd(
             }
         )
     if as_json:
-        console.print_json(json.dumps(rows))
+        console.print_json(json_text(rows))
         return
     table = Table(title=f"dimsearch zoo @ {img_size}px (FLOPs = multiply-adds)")
     for col in ("name", "label", "params", "GFLOPs", "top-1 (%)", "source"):
@@ -106,7 +107,7 @@ def describe(
         cfg = load_arch(name_or_file)
         est = cost.estimate(cfg, img_size, num_classes=num_classes)
     if as_json:
-        console.print_json(json.dumps({"arch": cfg.to_dict(), "cost": est.to_dict()}))
+        console.print_json(json_text({"arch": cfg.to_dict(), "cost": est.to_dict()}))
         return
     table = Table(title=f"{escape(cfg.name or name_or_file)} @ {img_size}px, {num_classes} classes")
     for col in ("part", "grid", "width", "heads", "depth", "attention", "pos", "params", "MFLOPs"):
@@ -179,4 +180,4 @@ def bench_generator_cmd(
         f"(rounds {min(res.ratios):.3f}-{max(res.ratios):.3f})  -> {res.verdict}"
     )
     if as_json:
-        console.print_json(json.dumps(d))
+        console.print_json(json_text(d))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
+from dimsearch._values import json_text
 from dimsearch.cli._common import MAX_BINS, MAX_DRAWS, app, console, user_errors
 from dimsearch.errors import DimsearchError
 
@@ -260,7 +261,6 @@ def compare(
 ) -> None:
     """Compare two design spaces: their error EDFs with bootstrap bands, plain and normalised
     to one complexity distribution. Samples (`dimsearch sample`) give unbiased EDFs."""
-    import json
 
     from rich.table import Table
 
@@ -278,7 +278,7 @@ def compare(
             {la: pa, lb: pb}, thresholds=threshold or None, bins=bins, n_boot=boot, seed=seed
         )
         fig = plot_compare(cmp, Path(out) / "compare.png")
-    (Path(out) / "compare.json").write_text(json.dumps(fig.to_dict(), indent=1))
+    (Path(out) / "compare.json").write_text(json_text(fig.to_dict(), indent=1))
     normed = cmp.normalization is not None
     table = Table(title="error EDFs" + (" (complexity-normalised)" if normed else " (raw)"))
     for col in ["study", "n", "n_eff", "mean error %", *(f"≤ {t:g} %" for t in cmp.thresholds)]:
@@ -340,7 +340,6 @@ def edf(
     """Error EDFs split by design choices, with bootstrap bands: per value n, median error and
     the share of models under a few errors, each with its 95% interval, and whether the
     values' bands separate."""
-    import json
 
     from dimsearch.analysis.edf import WEIGHTINGS, edf_bands_by_choice
     from dimsearch.analysis.points import source_note
@@ -371,7 +370,7 @@ def edf(
         }
     if as_json:
         console.print_json(
-            json.dumps(
+            json_text(
                 {
                     "source": {"name": name, "kind": pts.source, "note": source_note(pts)},
                     "by": {p: [b.to_dict() for b in bs] for p, bs in results.items()},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from dimsearch._values import json_text
 from dimsearch.cli._common import (
     MAX_BATCH,
     MAX_DRAWS,
@@ -228,5 +228,5 @@ def check_cmd(
             }
             for i, arch in enumerate(res.archs)
         ]
-        out.write_text(json.dumps({"table": table.identity, "rows": rows}, indent=1))
+        out.write_text(json_text({"table": table.identity, "rows": rows}, indent=1))
         console.print(f"figures written to {escape(str(out))}")

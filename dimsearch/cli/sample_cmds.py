@@ -9,7 +9,6 @@ versioned table (docs/sample-format.md); `fidelity` reads a table or the study i
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
+from dimsearch._values import json_text
 from dimsearch.cli._common import app, bench_app, console, err_console, user_errors
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def fidelity(
         second = open_sample(other, other_storage) if other else None
         rep = measure(table, other=second, threshold=tau, top=top, boot=boot, seed=seed)
     if as_json:
-        console.print_json(json.dumps(rep.to_dict()))
+        console.print_json(json_text(rep.to_dict()))
         return
     _print_report(rep)
 
@@ -234,7 +234,7 @@ def bench_search_cmd(
             progress=None if as_json else progress,
         )
     if as_json:
-        console.print_json(json.dumps(res.to_dict()))
+        console.print_json(json_text(res.to_dict()))
         return
     _print_search_bench(res)
 

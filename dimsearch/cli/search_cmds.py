@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
+from dimsearch._values import json_text
 from dimsearch.cli._common import app, console, user_errors
 
 
@@ -63,7 +63,6 @@ def show(
 
     from dimsearch.search.show import provenance_lines, study_table
     from dimsearch.search.study import (
-        json_safe,
         open_study,
         state_counts,
         study_name_of,
@@ -76,14 +75,14 @@ def show(
         st = open_study(name, storage or default_storage)
     if provenance:
         if as_json:
-            console.print_json(json.dumps(study_provenance(st)))
+            console.print_json(json_text(study_provenance(st)))
         else:
             for line in provenance_lines(study_provenance(st)):
                 console.print(escape(line), soft_wrap=True)
         return
     rows = study_rows(st, all_trials=all_trials)
     if as_json:  # inf/NaN read from the study print as null: the output stays JSON
-        console.print_json(json.dumps(json_safe(rows), allow_nan=False))
+        console.print_json(json_text(rows))
         return
     console.print(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
@@ -98,4 +97,4 @@ def schema() -> None:
     """Print the JSON Schema of a space file (for editors: see docs/spaces.md)."""
     from dimsearch.search.schema import space_schema
 
-    console.out(json.dumps(space_schema(), indent=2), highlight=False)
+    console.out(json_text(space_schema(), indent=2), highlight=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from dimsearch._values import json_text
 from dimsearch.cli._common import (
     MAX_BATCH,
     MAX_CLASSES,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 def _print_json(payload: Any) -> None:
     """One line of JSON, never wrapped or read as markup, so scripts can parse it."""
-    console.print(json.dumps(payload), markup=False, soft_wrap=True)
+    console.print(json_text(payload), markup=False, soft_wrap=True)
 
 
 # -- proxy-check ---------------------------------------------------------------------------------

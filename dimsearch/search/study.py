@@ -40,7 +40,6 @@ The contract:
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from dimsearch import zoo
-from dimsearch._values import is_number
+from dimsearch._values import is_number, json_safe
 from dimsearch.errors import DimsearchError
 from dimsearch.search.settings import OBJECTIVES
 
@@ -74,7 +73,6 @@ __all__ = [
     "curve_attr",
     "directions_of",
     "front_trials",
-    "json_safe",
     "missing_repeats",
     "nondominated",
     "number_attr",
@@ -892,19 +890,6 @@ def set_trial_attrs(
     handle = storage_call(study, trial_handle, study, trial)  # reads the trial: may fail too
     for key, value in attrs.items():
         storage_call(study, handle.set_user_attr, key, json_safe(value))
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float (inf, -inf, NaN) as ``None``: JSON has no such
-    numbers (Python's ``Infinity`` is not JSON), storage backends reject or mangle them, and
-    `show --json` must print JSON any parser reads, whatever a study holds."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def recover_orphans(study: optuna.Study) -> list[int]:
