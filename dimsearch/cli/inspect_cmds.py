@@ -111,6 +111,21 @@ def _floats(text: str | None, what: str) -> list[float] | None:
     return _floats_ok(values, what)
 
 
+# The EDF options report, compare and edf share: one spelling, one help text, one bound.
+BINS_OPTION = typer.Option(
+    None, min=1, max=MAX_BINS, help="Complexity bins (GFLOPs or params) of the normalisation."
+)
+BOOT_OPTION = typer.Option(
+    1000, min=1, max=MAX_DRAWS, help="Bootstrap resamples (over architectures) of the EDF bands."
+)
+SEED_OPTION = typer.Option(0, help="Seed of the bootstrap.")
+THRESHOLD_OPTION = typer.Option(
+    None,
+    help="Error threshold (%) for the shares; repeat for several (default: pooled "
+    "10/25/50 % quantiles).",
+)
+
+
 @app.command()
 def dashboard(
     study: str = typer.Argument(None, help=STUDY_HELP + " Omit to serve every study in --storage."),
@@ -182,19 +197,15 @@ def report(
         help="Hypervolume reference point, one value per objective in their units, e.g. "
         "0,3,50 (default: worst completed values + 10% of their range).",
     ),
-    bins: int = typer.Option(
-        None, min=1, max=MAX_BINS, help="FLOPs bins of the complexity normalisation."
-    ),
+    bins: int = BINS_OPTION,
     sample: str = typer.Option(
         None,
         help="Draw the design-space statistics from this sample (a table .json or a sample "
         "study) instead of the study's trials. Default: the study itself if it is a sample.",
     ),
     sample_storage: str = typer.Option(None, help="Optuna storage URL of a study --sample."),
-    boot: int = typer.Option(
-        1000, min=1, max=MAX_DRAWS, help="Bootstrap resamples of the EDF bands."
-    ),
-    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    boot: int = BOOT_OPTION,
+    seed: int = SEED_OPTION,
 ) -> None:
     """Write a static HTML report of a study: fronts, hypervolume, importances, EDFs."""
     from rich.table import Table
@@ -246,22 +257,13 @@ def compare(
     out: Path = typer.Option(..., "--out", "-o", help="Directory for compare.png and data."),
     storage_a: str = typer.Option(None, help="Storage of STUDY_A (default studies/<name>.db)."),
     storage_b: str = typer.Option(None, help="Storage of STUDY_B (default studies/<name>.db)."),
-    threshold: list[float] = typer.Option(
-        None,
-        help="Error threshold (%) for the table; repeat for several (default: pooled "
-        "10/25/50 % quantiles).",
-    ),
-    bins: int = typer.Option(
-        None, min=1, max=MAX_BINS, help="FLOPs bins of the complexity normalisation."
-    ),
-    boot: int = typer.Option(
-        1000, min=1, max=MAX_DRAWS, help="Bootstrap resamples of the EDF bands."
-    ),
-    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    threshold: list[float] = THRESHOLD_OPTION,
+    bins: int = BINS_OPTION,
+    boot: int = BOOT_OPTION,
+    seed: int = SEED_OPTION,
 ) -> None:
     """Compare two design spaces: their error EDFs with bootstrap bands, plain and normalised
     to one complexity distribution. Samples (`dimsearch sample`) give unbiased EDFs."""
-
     from rich.table import Table
 
     from dimsearch.analysis.edf import compare_points
@@ -318,29 +320,20 @@ def edf(
         "pool,pos", "--by", help="Design choices to split by, comma-separated (pool, pos, stem...)."
     ),
     storage: str = typer.Option(None, help="Optuna storage URL of a study SOURCE."),
-    threshold: list[float] = typer.Option(
-        None,
-        help="Error threshold (%) for the shares; repeat for several (default: pooled "
-        "10/25/50 % quantiles).",
-    ),
+    threshold: list[float] = THRESHOLD_OPTION,
     weighting: str = typer.Option(
         "plain,gflops,params",
         help="Weightings, comma-separated: plain, gflops (complexity-normalised by GFLOPs), "
         "params (by parameter count).",
     ),
-    bins: int = typer.Option(
-        None, min=1, max=MAX_BINS, help="Complexity bins of the normalisation."
-    ),
-    boot: int = typer.Option(
-        1000, min=1, max=MAX_DRAWS, help="Bootstrap resamples of the architectures."
-    ),
-    seed: int = typer.Option(0, help="Seed of the bootstrap."),
+    bins: int = BINS_OPTION,
+    boot: int = BOOT_OPTION,
+    seed: int = SEED_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Error EDFs split by design choices, with bootstrap bands: per value n, median error and
     the share of models under a few errors, each with its 95% interval, and whether the
     values' bands separate."""
-
     from dimsearch.analysis.edf import WEIGHTINGS, edf_bands_by_choice
     from dimsearch.analysis.points import source_note
 
