@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from procs import stop
 from study_factory import OBJECTIVES, add_repeat, add_tampered_trial, make_study, new_study
 from typer.testing import CliRunner
 
@@ -215,13 +216,7 @@ def _serving(db: Path, cwd: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from procs import stop
 from study_factory import make_study, new_study
 from typer.testing import CliRunner
 
@@ -379,9 +380,7 @@ def test_dashboard_listens_on_loopback_only_by_default(tmp_path: Path) -> None:
         assert sockets, "the dashboard holds no listening socket"
         assert {addr for _, addr, _ in sockets} <= LOOPBACK, sockets
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        proc.stdout.close()
+        stop(proc, grace_s=30)
 
 
 RAY_SOCKETS = """

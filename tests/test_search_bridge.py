@@ -15,6 +15,7 @@ import optuna
 import pytest
 import scripted_trials
 from optuna.trial import TrialState
+from procs import stop
 from rich.console import Console
 
 from dimsearch.search import load_space
@@ -409,12 +410,7 @@ def test_a_search_on_postgresql_records_every_trial_while_readers_read(
         for proc in dash:
             if proc.poll() is not None:  # it must still be serving: a crash is an error
                 errors.append(f"dashboard exited {proc.returncode}: {dash_log.read_text()}")
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
     study = optuna.load_study(study_name="bridge", storage=postgres_url)
     assert not errors, errors[0]
     assert reads["show"] >= 3 and reads["dashboard"] >= 3, reads
