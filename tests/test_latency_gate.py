@@ -24,7 +24,13 @@ from dimsearch.errors import SpaceError
 from dimsearch.search import load_space
 from dimsearch.search.bridge import OpenTrial, OptunaSearcher, StudyRecorder
 from dimsearch.search.budgets import Budgets
-from dimsearch.search.gate import gate_plan, open_gate, table_settings
+from dimsearch.search.gate import (
+    DRIFT_MIN_TRIALS,
+    gate_plan,
+    latency_drift,
+    open_gate,
+    table_settings,
+)
 from dimsearch.search.runner import _payload_builder
 from dimsearch.search.study import Attr
 
@@ -176,6 +182,74 @@ def test_the_live_view_puts_predicted_beside_measured(tmp_path: Path):
     assert events == [
         ("complete", "trial 0 complete: 52.00%; latency 1.50 ms measured, 1.25 ms predicted")
     ]
+
+
+# --- when the table as a whole disagrees with the measurements --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pairs", "says"),
+    [
+        ([(1.5, 1.0)] * 4, None),  # too few trials to judge the table
+        ([(1.5, 1.0)] * 5, "1.50x"),  # all 50% slow: the table reads low
+        ([(0.5, 1.0)] * 5, "0.50x"),  # and the other way
+        ([(1.19, 1.0)] * 9, None),  # within the 20% the rule allows
+        ([(1.0, 1.0)] * 3 + [(30.0, 1.0)] * 2, None),  # two outliers do not move the median
+        ([(1.0, 1.0)] * 2 + [(2.0, 1.0)] * 4, "2.00x"),  # an even count: the middle two
+        ([(1.0, 1.0)] * 3 + [(1.3, 1.0)] + [(1.5, 1.0)] * 2, None),  # middle two: 1.15x
+        ([(2.0, 1.0)] * 4 + [(0.0, 1.0), (2.0, 0.0)], None),  # zeros are not figures
+    ],
+)
+def test_latency_drift_judges_the_median_ratio_of_enough_trials(pairs, says):
+    note = latency_drift(pairs, "spaces/x.yaml")
+    if says is None:
+        assert note is None
+    else:
+        assert note is not None and f"a median {says} the prediction over" in note
+        assert "`dimsearch latency calibrate spaces/x.yaml --refresh`" in note
+
+
+def test_the_live_view_says_once_when_measurements_drift_from_the_table(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    space = _space(tmp_path)
+    study = _study(tmp_path, space)
+    events: list[tuple[str, str]] = []
+    recorder = StudyRecorder(study, space, {}, lambda k, t: events.append((k, t)))
+    for i in range(DRIFT_MIN_TRIALS + 2):
+        trial = study.ask()
+        trial.set_user_attr(Attr.PREDICTED_LATENCY_MS, 1.0)  # as the searcher stores it
+        entry = OpenTrial(trial, None, 0.01, 1000, predicted_ms=1.0)
+        entry.results.append({"epoch": 1, "accuracy": 40.0 + i, "latency_ms": 1.5})
+        entry.results.append({"epoch": 2, "accuracy": 50.0 + i, "latency_ms": 1.5})
+        recorder._finish(entry)
+        warned = [t for k, t in events if k == "warn"]
+        assert len(warned) == (1 if i + 1 >= DRIFT_MIN_TRIALS else 0), (i, warned)
+    assert "a median 1.50x the prediction over 5 trials" in warned[0]
+    # and `show` says the same of the stored study, over all of its trials
+    res = CliRunner().invoke(app, ["show", str(tmp_path / "gated.db")], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    assert "a median 1.50x the prediction over 7 trials" in " ".join(res.output.split())
+    rep = CliRunner().invoke(app, ["report", str(tmp_path / "gated.db"), "-o", "rep"])
+    assert rep.exit_code == 0, rep.output
+    assert "a median 1.50x the prediction over 7 trials" in (Path("rep") / "index.html").read_text()
+
+
+def test_measurements_that_agree_with_the_table_raise_no_note(tmp_path: Path):
+    space = _space(tmp_path)
+    study = _study(tmp_path, space)
+    events: list[tuple[str, str]] = []
+    recorder = StudyRecorder(study, space, {}, lambda k, t: events.append((k, t)))
+    for i, measured in enumerate((0.95, 1.05, 1.1, 0.9, 1.0, 1.02)):
+        trial = study.ask()
+        trial.set_user_attr(Attr.PREDICTED_LATENCY_MS, 1.0)
+        entry = OpenTrial(trial, None, 0.01, 1000, predicted_ms=1.0)
+        entry.results.append({"epoch": 2, "accuracy": 50.0 + i, "latency_ms": measured})
+        recorder._finish(entry)
+    assert not [t for k, t in events if k == "warn"]
+    res = CliRunner().invoke(app, ["show", str(tmp_path / "gated.db")], env={"COLUMNS": "400"})
+    assert res.exit_code == 0 and "prediction over" not in res.output
 
 
 def _show_study(tmp_path: Path, predicted: bool) -> Path:

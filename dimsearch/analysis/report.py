@@ -32,9 +32,16 @@ from dimsearch.analysis.points import (
     points_of,
     source_note,
 )
+from dimsearch.search.gate import latency_drift
 from dimsearch.search.sample import SampleTable
 from dimsearch.search.show import accuracy_text
-from dimsearch.search.study import Attr, objectives_of, state_counts, study_rows
+from dimsearch.search.study import (
+    Attr,
+    latency_pairs,
+    objectives_of,
+    state_counts,
+    study_rows,
+)
 
 __all__ = ["Report", "write_report"]
 
@@ -151,6 +158,9 @@ def write_report(
     summary["compute_hours"] = (figs["hypervolume"].history.seconds or [0.0])[-1] / 3600.0
     figs["importances"] = F.plot_importances(study, out / "importances.png")
     notes += [f"importances: {n}" for n in figs["importances"].notes]
+    drift = latency_drift(latency_pairs(study), study.study_name)
+    if drift:
+        notes.append(f"latency: {drift}")
     points = points_of(sample if sample is not None else study)
     summary["edf_source"] = {"kind": points.source, "note": source_note(points)}
     if not points.is_sample:

@@ -61,8 +61,10 @@ def show(
     what the study was recorded with."""
     from rich.markup import escape
 
+    from dimsearch.search.gate import latency_drift
     from dimsearch.search.show import provenance_lines, study_table
     from dimsearch.search.study import (
+        latency_pairs,
         open_study,
         state_counts,
         study_name_of,
@@ -87,6 +89,9 @@ def show(
     console.print(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
     console.print(f"{len(st.trials)} trials: {counts}")
+    drift = latency_drift(latency_pairs(st), name)
+    if drift:
+        console.print(f"[yellow]note:[/] {escape(drift)}", soft_wrap=True)
     if all_trials:
         for line in provenance_lines(study_provenance(st)):
             console.print(escape(line), soft_wrap=True)

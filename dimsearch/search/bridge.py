@@ -37,6 +37,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 
 from dimsearch.errors import ArchError, DimsearchError
+from dimsearch.search.gate import latency_drift
 from dimsearch.search.provenance import changes
 from dimsearch.search.study import Attr, FailCause, StorageError, set_trial_attrs, storage_call
 
@@ -212,6 +213,8 @@ class StudyRecorder(Callback):
         self.on_step = on_step
         self.counts = {"complete": 0, "pruned": 0, "failed": 0}
         self.data_cache = study.user_attrs.get(Attr.DATA_CACHE)
+        self.latency_pairs: list[tuple[float, float]] = []  # (measured, predicted) ms
+        self.drift_said = False
         # held while a trial is written: `close` may come from the SIGTERM watchdog's thread
         self.lock = threading.RLock()
 
@@ -355,6 +358,24 @@ class StudyRecorder(Callback):
             self.on_event(
                 "complete", f"trial {number} complete: {acc:.2f}%" + _latency_note(entry, last)
             )
+        self._watch_drift(entry, last)
+
+    def _watch_drift(self, entry: OpenTrial, last: dict[str, Any]) -> None:
+        """Say once per session when the measurements disagree with the table as a whole
+        (`latency_drift`): the live view's per-trial figures would show it only to a reader
+        who compares every line."""
+        measured = last.get(Attr.LATENCY_MS)
+        if entry.predicted_ms is None or not isinstance(measured, int | float):
+            return
+        self.latency_pairs.append((float(measured), entry.predicted_ms))
+        note = (
+            None
+            if self.drift_said
+            else latency_drift(self.latency_pairs, str(self.space.path or self.space.name))
+        )
+        if note:
+            self.drift_said = True
+            self.on_event("warn", note)
 
     def _values(self, entry: OpenTrial, acc: float, last: dict[str, Any]) -> list[float]:
         figures = {

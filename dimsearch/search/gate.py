@@ -35,13 +35,29 @@ from typing import Any
 from dimsearch.config import ArchConfig
 from dimsearch.errors import LatencyError
 
-__all__ = ["CALIBRATION_FIT_MODELS", "CALIBRATION_SAMPLES", "LatencyGate", "gate_plan", "open_gate"]
+__all__ = [
+    "CALIBRATION_FIT_MODELS",
+    "CALIBRATION_SAMPLES",
+    "DRIFT_MIN_TRIALS",
+    "DRIFT_RATIO",
+    "LatencyGate",
+    "gate_plan",
+    "latency_drift",
+    "open_gate",
+]
 
 # What a run's own calibration times: the parts of this many draws of the space (plus its
 # seeds) and this many whole models for the correction. `dimsearch latency calibrate` draws
 # more (5000) for a fuller table; a sample whose parts the table lacks is measured only.
 CALIBRATION_SAMPLES = 300
 CALIBRATION_FIT_MODELS = 8
+
+# When the measurements of a search disagree with the table as a whole. One model off by 10%
+# is the predictor's own error (`dimsearch latency check`); the *median* ratio of several
+# trials off by 20% is the table: timed under other load, clocks or thermal state than the
+# trials now measure in (a table calibrated beside a busy search was seen to read 30x low).
+DRIFT_RATIO = 1.2
+DRIFT_MIN_TRIALS = 5
 
 
 def gate_plan(space: Any) -> str:
@@ -51,6 +67,30 @@ def gate_plan(space: Any) -> str:
     if not space.latency.predict:
         return "off"
     return "calibrate" if space.budgets.max_latency_ms is not None else "cached"
+
+
+def latency_drift(pairs: Sequence[tuple[float, float]], space_ref: str = "SPACE") -> str | None:
+    """One line when measured latencies disagree with their predictions as a whole, else None.
+
+    ``pairs`` are (measured, predicted) ms of the trials that have both. The rule: at least
+    `DRIFT_MIN_TRIALS` of them, and their median measured/predicted ratio above `DRIFT_RATIO`
+    or below its inverse. Then the budget the gate enforces on predictions is off by that
+    factor, and the researcher is told so and how to re-time the table, instead of trusting a
+    ``pred. ms`` column that reads low (or high) throughout.
+    """
+    ratios = sorted(m / p for m, p in pairs if m > 0 and p > 0)
+    if len(ratios) < DRIFT_MIN_TRIALS:
+        return None
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    if 1 / DRIFT_RATIO <= median <= DRIFT_RATIO:
+        return None
+    return (
+        f"measured latency is a median {median:.2f}x the prediction over {len(ratios)} trials: "
+        "the part table was timed under other conditions (load, clocks) than these trials "
+        "measure in, so a latency budget on predictions is off by as much; `dimsearch latency "
+        f"calibrate {space_ref} --refresh` re-times it on a quiet machine"
+    )
 
 
 def table_settings(space: Any) -> Any:

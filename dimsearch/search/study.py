@@ -73,6 +73,7 @@ __all__ = [
     "curve_attr",
     "directions_of",
     "front_trials",
+    "latency_pairs",
     "missing_repeats",
     "nondominated",
     "number_attr",
@@ -452,6 +453,19 @@ def study_provenance(study: optuna.Study) -> dict[str, Any]:
     where not recorded (older studies, or synthetic data, which is not cached)."""
     attrs = study.user_attrs
     return {"versions": attrs.get(Attr.VERSIONS), "data_cache": attrs.get(Attr.DATA_CACHE)}
+
+
+def latency_pairs(study: optuna.Study) -> list[tuple[float, float]]:
+    """(measured, predicted) latency in ms of every trial that holds both figures, whatever
+    its state (a trial stopped early or over budget was measured too): what
+    `dimsearch.search.gate.latency_drift` judges the part table by."""
+    pairs = []
+    for t in study.get_trials(deepcopy=False):
+        measured = number_attr(t.user_attrs, Attr.LATENCY_MS)
+        predicted = number_attr(t.user_attrs, Attr.PREDICTED_LATENCY_MS)
+        if measured is not None and predicted is not None:
+            pairs.append((measured, predicted))
+    return pairs
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
