@@ -259,6 +259,30 @@ def test_repeats_retrain_the_front_and_the_seeds_and_a_rerun_adds_none(
     assert len(again.trials) == len(study.trials)  # nothing missing, nothing re-trained
 
 
+def test_repeats_go_on_until_every_front_member_has_its_runs(
+    tmp_path, monkeypatch, local_ray
+) -> None:
+    """A lucky first run leaves the front once its repeat lands 20 points lower, and an
+    architecture trained once takes its place: it is repeated too, in a further round, so the
+    front a reader sees is mean +- spread throughout (one round left it half single runs)."""
+    from dimsearch.search.study import front_trials, repeat_stats
+
+    study, _ = _run(tmp_path, 6, monkeypatch, early="none", repeats=2, depth1="[2, 10]")
+    stats = repeat_stats(study)
+    front = front_trials(study)
+    assert front
+    for t in front:
+        assert t.number in stats and len(stats[t.number].values) == 2, t.number
+    log = (tmp_path / "log.txt").read_text()
+    assert "the means moved the front" in log  # the case arose: a second round ran
+    lucky = [
+        n for n, st in stats.items() if len(st.values) == 2 and st.values[1][0] < st.values[0][0]
+    ]
+    assert lucky  # and it came from a lucky run's repeat
+    again, _ = _run(tmp_path, 0, monkeypatch, early="none", repeats=2, depth1="[2, 10]")
+    assert len(again.trials) == len(study.trials)  # a rerun finds nothing missing
+
+
 def test_a_sample_trains_every_draw_in_full_and_resumes_to_its_size(
     tmp_path, monkeypatch, local_ray
 ) -> None:

@@ -174,10 +174,16 @@ def session_plan(space: Any, trials: int | None = None) -> dict[str, Any]:
     }
 
 
-def _enqueue_repeats(study: optuna.Study, space: Any) -> list[tuple[int, int]]:
+def _enqueue_repeats(
+    study: optuna.Study, space: Any, tried: set[tuple[int, int]] | None = None
+) -> list[tuple[int, int]]:
     """Enqueue the re-trainings `missing_repeats` asks for (same params, another training
-    seed); a rerun enqueues only those not yet done, and retries failed ones."""
-    pending = missing_repeats(study, space.search.repeats, space.train.seed)
+    seed) and not in ``tried``; a rerun enqueues only those not yet done, and retries failed
+    ones (once per session: ``tried`` holds what this session already asked for)."""
+    tried = set() if tried is None else tried
+    pending = [
+        p for p in missing_repeats(study, space.search.repeats, space.train.seed) if p not in tried
+    ]
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number, train_seed in pending:
         original = by_number[number]
@@ -361,15 +367,26 @@ def _run(
         try:
             if total:
                 fit(total, budget_s)
-            # the trial budget is spent: the front and the seeds again, with other seeds
-            pending = [] if interrupt.set else _enqueue_repeats(study, space)
-            if pending:
+            # The trial budget is spent: the front and the seeds again, with other seeds.
+            # Means move the front: an architecture whose repeat fell behind leaves it and
+            # one trained once may join it, so rounds go on until every front member has its
+            # runs (each round repeats only new members, so this ends; `tried` keeps a
+            # repeat that fails from being asked for again in this session).
+            tried: set[tuple[int, int]] = set()
+            while not interrupt.set and (budget_s is None or time.time() - start < budget_s):
+                pending = _enqueue_repeats(study, space, tried)
+                if not pending:
+                    break
                 live.total += len(pending)
                 live.event(
                     "start",
                     f"repeats: {len(pending)} re-trainings of the front and the seeds "
-                    f"with {space.search.repeats - 1} further training seed(s)",
+                    f"with {space.search.repeats - 1} further training seed(s)"
+                    if not tried
+                    else f"repeats: the means moved the front; {len(pending)} re-trainings "
+                    "of its new members",
                 )
+                tried.update(pending)
                 left = None if budget_s is None else max(1.0, budget_s - (time.time() - start))
                 fit(len(pending), left)
         except KeyboardInterrupt:
