@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from procs import stop
+from procs import start_dashboard, stop
 from study_factory import OBJECTIVES, add_repeat, add_tampered_trial, make_study, new_study
 from typer.testing import CliRunner
 
@@ -30,7 +27,6 @@ from dimsearch.cli import app
 from dimsearch.search.study import front_trials, study_system_attrs, trial_handle, trial_id
 
 # the command as a user runs it
-DIMSEARCH = [sys.executable, "-m", "dimsearch"]
 
 
 @pytest.fixture(scope="module")
@@ -121,29 +117,6 @@ def test_a_front_trial_the_exporter_refuses_keeps_its_json_and_is_named(
     assert "| 1 | 27×27 | 64 | 2 | 2 | full | le |" in note  # grids at 224 px
 
 
-def _start(db: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [*DIMSEARCH, "dashboard", str(db), "--port", "0"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("dashboard: http://127.0.0.1:"):
-            return proc, line.split()[1]
-    proc.kill()
-    raise AssertionError("the dashboard did not start:\n" + "".join(lines))
-
-
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as r:
         return json.loads(r.read())
@@ -212,7 +185,8 @@ def _is_blank(png: Path) -> bool:
 @contextlib.contextmanager
 def _serving(db: Path, cwd: Path) -> Iterator[str]:
     """`dimsearch dashboard DB` running on a free port; yields its URL, stops it at the end."""
-    proc, url = _start(db, cwd)
+    proc, url = start_dashboard(db, cwd)
+    assert url.startswith("http://127.0.0.1:"), url
     try:
         yield url
     finally:

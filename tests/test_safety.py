@@ -15,14 +15,13 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from procs import stop
+from procs import start_dashboard, stop
 from study_factory import make_study, new_study
 from typer.testing import CliRunner
 
@@ -35,7 +34,6 @@ from dimsearch.search.study import Attr, front_trials, objectives_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = sysconfig.get_paths()["purelib"]
-DIMSEARCH = [sys.executable, "-m", "dimsearch"]
 HOSTILE = "<script>alert(1)</script> ![x](http://evil/x.png) [a](javascript:alert(1)) |x|\n# H"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -357,25 +355,8 @@ def test_dashboard_notes_escape_study_strings(tmp_path: Path) -> None:
 def test_dashboard_listens_on_loopback_only_by_default(tmp_path: Path) -> None:
     db = tmp_path / "pit.db"
     make_study(db, samples=4)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen(
-        [*DIMSEARCH, "dashboard", str(db), "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc, _ = start_dashboard(db, tmp_path)
     try:
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if not line or line.startswith("dashboard: http://"):
-                break
-        assert lines[-1].startswith("dashboard: http://"), "".join(lines)
         sockets = listening(_descendants(proc.pid))
         assert sockets, "the dashboard holds no listening socket"
         assert {addr for _, addr, _ in sockets} <= LOOPBACK, sockets
