@@ -1,4 +1,5 @@
-"""`dimsearch latency calibrate|check`: the per-device latency table and how good it is."""
+"""`dimsearch latency calibrate|check`: the per-device latency table and how good it is; and
+`dimsearch bench lock`: what the measurement lock buys a measured figure."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from dimsearch._values import json_text
 from dimsearch.cli._common import (
     MAX_BATCH,
     MAX_DRAWS,
+    MAX_IMG_SIZE,
     MAX_REPEATS,
     MAX_SEED,
     MAX_THREADS,
     app,
+    bench_app,
     console,
     user_errors,
 )
@@ -230,3 +233,66 @@ def check_cmd(
         ]
         out.write_text(json_text({"table": table.identity, "rows": rows}, indent=1))
         console.print(f"figures written to {escape(str(out))}")
+
+
+@bench_app.command("lock")
+def bench_lock_cmd(
+    model: str = typer.Option("pit_ti", help="Zoo name of the model measured."),
+    trainers: int = typer.Option(
+        2, min=1, max=MAX_THREADS, help="Training processes beside the busy rounds (1 thread each)."
+    ),
+    rounds: int = typer.Option(10, min=2, max=MAX_REPEATS, help="Rounds per condition."),
+    passes: int = typer.Option(30, min=3, max=MAX_REPEATS, help="Timed passes per round."),
+    img_size: int = typer.Option(224, min=1, max=MAX_IMG_SIZE, help="Input resolution."),
+    batch_size: int = typer.Option(
+        1, "--batch-size", min=1, max=MAX_BATCH, help="Images per pass."
+    ),
+    threads: int = typer.Option(1, min=1, max=MAX_THREADS, help="Threads while measuring."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the figures as JSON."),
+) -> None:
+    """Latency measured alone, beside training processes, and beside them with the
+    measurement lock: what the lock buys on this machine (CPU)."""
+    from dimsearch.train.lock_bench import CONDITIONS, bench_lock
+
+    with user_errors():
+        res = bench_lock(
+            model,
+            trainers=trainers,
+            rounds=rounds,
+            passes=passes,
+            img_size=img_size,
+            batch_size=batch_size,
+            threads=threads,
+            progress=lambda line: console.print(escape(line), soft_wrap=True),
+        )
+    table = Table(
+        title=f"{escape(model)} on {escape(res.device_name)}: batch {batch_size}, {img_size}px, "
+        f"{threads} thread(s), {passes} passes a round, {trainers} trainer(s) beside"
+    )
+    for col in ("condition", "rounds", "median ms [95% CI]", "spread", "worst spread", "lock wait"):
+        table.add_column(col, justify="left" if col == "condition" else "right")
+    summary = {c: res.summary(c) for c in CONDITIONS}
+    for c, s in summary.items():
+        table.add_row(
+            c,
+            str(len(res.medians[c])),
+            f"{s['median_ms']:.2f} [{s['low_ms']:.2f}, {s['high_ms']:.2f}]"
+            + ("" if s["coverage"] >= 0.95 else f" ({s['coverage']:.0%})"),
+            f"{s['spread']:.0%}",
+            f"{s['worst_spread']:.0%}",
+            f"{s['wait_s']:.2f} s" if c == "busy, locked" else "-",
+        )
+    console.print(table)
+    alone = summary["alone"]["median_ms"]
+    console.print(
+        "busy / alone, median ms: no lock "
+        f"{summary['busy, no lock']['median_ms'] / alone:.3f}, locked "
+        f"{summary['busy, locked']['median_ms'] / alone:.3f}; CI: order statistics of the "
+        "rounds' medians (its coverage in brackets where too few rounds give 95%); spread: "
+        "(p90 - p10) / median per round, median over rounds; the trainers' median epoch "
+        + ("-" if res.epoch_s is None else f"{res.epoch_s:.2f} s")
+        + " (the longest a locked round waits)",
+        soft_wrap=True,
+    )
+    if as_json:
+        console.print_json(json_text(res.to_dict()))
