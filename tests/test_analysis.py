@@ -346,6 +346,22 @@ def test_cli_report_and_compare(study_db: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
+def test_show_into_a_log_prints_the_whole_table(tmp_path: Path) -> None:
+    """Not a terminal (a log, a pipe, CI): rich would fit the table into 80 columns and cut
+    trial numbers and ``mean ± std (n) ~`` to an ellipsis, as the default run's log showed;
+    `show` prints it at its own width instead."""
+    db = tmp_path / "pit.db"
+    study = make_study(db, samples=24)
+    for t in front_trials(study):
+        add_repeat(study, t, 0.5)
+    res = CliRunner().invoke(app, ["show", str(db)], env={"COLUMNS": None})
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.output, res.output
+    for t in front_trials(study):
+        assert f"│ {t.number:>2} │" in res.output or f"│ {t.number} │" in res.output
+    assert "(2)" in res.output
+
+
 def test_readers_show_figures_of_the_wrong_type_as_missing(tmp_path: Path) -> None:
     """`show` and `report` read a study other hands may have written into: a figure that is
     not a number reads as missing (None, "-"), never as a traceback."""

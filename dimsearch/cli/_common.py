@@ -41,6 +41,18 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def print_table(table: Any) -> None:
+    """``table`` on the console: fitted to a terminal's width, and at its own full width
+    elsewhere (a log, a pipe, ``nohup``), where rich would otherwise squeeze it into 80
+    columns and cut trial numbers and ``mean ± std`` figures down to an ellipsis."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = console.measure(table, options=console.options.update_width(10_000)).maximum
+    # print(width=) can only narrow, so a console of that width, on the same stream
+    Console(highlight=False, width=max(console.width, wide)).print(table)
+
+
 def print_error(message: str) -> None:
     """``error: <message>`` on stderr, on one line: the message is never parsed as markup
     (it quotes user text) and never wrapped (its line breaks become spaces)."""

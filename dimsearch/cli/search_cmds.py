@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from dimsearch._values import json_text
-from dimsearch.cli._common import app, console, user_errors
+from dimsearch.cli._common import app, console, print_table, user_errors
 
 
 @app.command()
@@ -30,7 +30,7 @@ def run(
         summary = run_search(spc, storage=storage, address=address, trials=trials, console=console)
         study = open_study(spc.name, storage)
     rows = study_rows(study)
-    console.print(study_table(study, rows, all_trials=False))
+    print_table(study_table(study, rows, all_trials=False))
     c = summary.counts
     console.print(
         f"this session: {c['complete']} complete, {c['pruned']} pruned"
@@ -86,7 +86,7 @@ def show(
     if as_json:  # inf/NaN read from the study print as null: the output stays JSON
         console.print_json(json_text(rows))
         return
-    console.print(study_table(st, rows, all_trials=all_trials))
+    print_table(study_table(st, rows, all_trials=all_trials))
     counts = ", ".join(f"{v} {k}" for k, v in state_counts(st).items())
     console.print(f"{len(st.trials)} trials: {counts}")
     drift = latency_drift(latency_pairs(st), name)
