@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 from test_search_run import (
     DIMSEARCH,
+    ROOT,
     _env,
     _run_dimsearch,
     _start_run,
@@ -52,13 +54,26 @@ def _session(sid: int) -> list[int]:
     return found
 
 
-def _survivors_after(sid: int, seconds: float) -> list[int]:
+def _survivors_after(sid: int, seconds: float) -> list[str]:
     """The session's processes still alive ``seconds`` after the driver ended (sooner if
-    none is left)."""
+    none is left), as ``pid: command line`` so a failure says which they were."""
     deadline = time.time() + seconds
     while _session(sid) and time.time() < deadline:
         time.sleep(0.5)
-    return _session(sid)
+    return [f"{pid}: {_cmdline(pid)}" for pid in _session(sid)]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            line = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            marked = any(v.startswith(b"DIMSEARCH_RAY_OWNER=") for v in f.read().split(b"\0"))
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = f.read().rsplit(")", 1)[1].split()[1]
+        return f"{line} (parent {ppid}{', marked' if marked else ', not marked'})"
+    except OSError:
+        return "(gone)"
 
 
 def _kill_session(sid: int) -> None:
@@ -172,6 +187,60 @@ def test_sigterm_to_the_process_group_records_every_trial_and_the_rerun_retrains
     _run_dimsearch(tmp_path, "run", str(write_space(space, epochs=1, trials=1)), "--trials", "0")
     seeds = [t for t in _tiny_study(db).trials if t.user_attrs.get(Attr.SEED) == "pit_ti"]
     assert [t.state for t in seeds] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+# A driver that starts the reaper, then a child (Ray's raylet) that starts a grandchild (an
+# agent) in a session of its own, both with an environment without the mark, as the raylet
+# gives its agents. Killing the driver orphans both, as a kill -9 of a search's driver does.
+UNMARKED_GRANDCHILD = """
+import os, subprocess, sys, time
+from dimsearch.search import reaper
+reaper.start()
+env = {k: v for k, v in os.environ.items() if k != reaper.MARK}
+child = subprocess.Popen([sys.executable, "-c",
+    "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+    "'import time; time.sleep(120)'], start_new_session=True); print(p.pid, flush=True); "
+    "time.sleep(120)"],
+    env=env, stdout=subprocess.PIPE, text=True)
+print(child.pid, child.stdout.readline().strip(), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper is Linux-only")
+def test_the_reaper_ends_an_unmarked_orphan_the_driver_started(tmp_path: Path) -> None:
+    """What Ray's agents did on a loaded machine: started without the mark, reparented to
+    init once their parent died, alive 15 s after a ``kill -9`` of the driver."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("DIMSEARCH_RAY_OWNER", None)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", UNMARKED_GRANDCHILD], env=env, stdout=subprocess.PIPE, text=True
+    )
+    child, orphan = (int(p) for p in driver.stdout.readline().split())
+    try:
+        with open(f"/proc/{orphan}/environ", "rb") as f:
+            assert b"DIMSEARCH_RAY_OWNER=" not in f.read()  # the mark cannot find it
+        time.sleep(2.5)  # the reaper notes the driver's descendants once a second
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while (_alive(child) or _alive(orphan)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(child), f"the child {child} outlived the driver by 10 s"
+        assert not _alive(orphan), f"the grandchild {orphan} outlived the driver by 10 s"
+    finally:
+        for pid in (child, orphan):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        driver.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.slow

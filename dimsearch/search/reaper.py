@@ -8,28 +8,36 @@ for over a minute, holding CPUs and memory a rerun wants.
 
 `start` marks every process the local Ray will start (an environment variable they inherit)
 and starts a small watcher that holds the read end of a pipe whose write end only the driver
-holds. When the driver ends, by any means, the pipe closes, and the watcher kills every
-process still carrying the mark. The mark, not the process tree, finds them, because by then
-their parents are dead and they have been reparented.
+holds. While the driver lives, the watcher also notes the driver's descendants once a second
+(pid and start time): Ray's dashboard and runtime-env agents are started by the raylet with
+an environment of Ray's making, without the mark, and on a loaded machine they outlived a
+killed driver by 15 s and more. When the driver ends, by any means, the pipe closes, and the
+watcher kills every process still carrying the mark and every noted descendant still alive
+(the same pid *and* start time, so a recycled pid is never hit). Neither the mark nor the
+notes rely on the process tree at that moment, because by then the parents are dead and the
+orphans have been reparented.
 
 Run as ``python -m dimsearch.search.reaper TOKEN`` by `start`; it touches nothing but
-processes whose environment carries ``DIMSEARCH_RAY_OWNER=TOKEN``.
+processes whose environment carries ``DIMSEARCH_RAY_OWNER=TOKEN`` and processes it saw
+descend from the driver (whose pid TOKEN begins with), and those only once the driver is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 
-__all__ = ["MARK", "marked_processes", "start"]
+__all__ = ["MARK", "descendants", "marked_processes", "start"]
 
 MARK = "DIMSEARCH_RAY_OWNER"
 GRACE_S = 1.0  # after the driver ends: a moment for Ray's own shutdown to finish first
 GIVE_UP_S = 30.0  # a process that survives SIGKILL this long is not ours to wait for
+NOTE_EVERY_S = 1.0  # how often the driver's descendants are noted while it lives
 
 
 def start() -> subprocess.Popen | None:
@@ -66,14 +74,59 @@ def marked_processes(token: str) -> list[int]:
     return found
 
 
+def descendants(root: int) -> dict[int, str]:
+    """The live descendants of process ``root``, as pid -> start time (the kernel's, in clock
+    ticks since boot: a pid and its start time name one process, even once pids recycle)."""
+    parents: dict[int, int] = {}
+    starts: dict[int, str] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        stat = _stat(int(name))
+        if stat is not None and stat[0] != "Z":
+            parents[int(name)] = int(stat[1])
+            starts[int(name)] = stat[19]
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found: dict[int, str] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found[pid] = starts[pid]
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of ``/proc/PID/stat`` after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def _reap(token: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C at the terminal is the driver's
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sys.stdin.buffer.read()  # returns at EOF: the driver has ended
+    driver = int(token.split("-")[0])
+    noted: dict[int, str] = {}
+    fd = sys.stdin.fileno()
+    while True:  # until EOF: the driver has ended
+        noted.update(descendants(driver))
+        ready, _, _ = select.select([fd], [], [], NOTE_EVERY_S)
+        if ready and not os.read(fd, 4096):
+            break
+    noted.pop(os.getpid(), None)
     time.sleep(GRACE_S)
     deadline = time.monotonic() + GIVE_UP_S
     while time.monotonic() < deadline:
-        pids = marked_processes(token)
+        pids = set(marked_processes(token))
+        pids |= {p for p, start in noted.items() if (_stat(p) or [None] * 20)[19] == start}
+        pids.discard(os.getpid())
         if not pids:
             return
         for pid in pids:
