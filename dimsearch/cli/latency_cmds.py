@@ -21,6 +21,7 @@ from dimsearch.cli._common import (
     app,
     bench_app,
     console,
+    print_table,
     user_errors,
 )
 
@@ -282,7 +283,7 @@ def bench_lock_cmd(
             f"{s['worst_spread']:.0%}",
             f"{s['wait_s']:.2f} s" if c == "busy, locked" else "-",
         )
-    console.print(table)
+    print_table(table)
     alone = summary["alone"]["median_ms"]
     console.print(
         "busy / alone, median ms: no lock "
