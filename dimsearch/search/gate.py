@@ -27,6 +27,7 @@ Several names, or none with a table: measurement only, said once at the start.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +79,10 @@ def latency_drift(pairs: Sequence[tuple[float, float]], space_ref: str = "SPACE"
     factor, and the researcher is told so and how to re-time the table, instead of trusting a
     ``pred. ms`` column that reads low (or high) throughout.
     """
-    ratios = sorted(m / p for m, p in pairs if m > 0 and p > 0)
+    ratios = [m / p for m, p in pairs if m > 0 and p > 0]
     if len(ratios) < DRIFT_MIN_TRIALS:
         return None
-    mid = len(ratios) // 2
-    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    median = statistics.median(ratios)
     if 1 / DRIFT_RATIO <= median <= DRIFT_RATIO:
         return None
     return (

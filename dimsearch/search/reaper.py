@@ -85,7 +85,7 @@ def descendants(root: int) -> dict[int, str]:
         stat = _stat(int(name))
         if stat is not None and stat[0] != "Z":
             parents[int(name)] = int(stat[1])
-            starts[int(name)] = stat[19]
+            starts[int(name)] = stat[_STARTTIME]
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
         children.setdefault(ppid, []).append(pid)
@@ -97,6 +97,15 @@ def descendants(root: int) -> dict[int, str]:
             found[pid] = starts[pid]
             todo.extend(children.get(pid, []))
     return found
+
+
+_STARTTIME = 19  # field 22 of /proc/PID/stat, counted from the state (field 3)
+
+
+def _started(pid: int) -> str | None:
+    """The start time of live process ``pid``, or None."""
+    stat = _stat(pid)
+    return None if stat is None else stat[_STARTTIME]
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -120,13 +129,12 @@ def _reap(token: str) -> None:
         ready, _, _ = select.select([fd], [], [], NOTE_EVERY_S)
         if ready and not os.read(fd, 4096):
             break
-    noted.pop(os.getpid(), None)
     time.sleep(GRACE_S)
     deadline = time.monotonic() + GIVE_UP_S
     while time.monotonic() < deadline:
         pids = set(marked_processes(token))
-        pids |= {p for p, start in noted.items() if (_stat(p) or [None] * 20)[19] == start}
-        pids.discard(os.getpid())
+        pids |= {p for p, start in noted.items() if _started(p) == start}
+        pids.discard(os.getpid())  # the watcher is a descendant of the driver too
         if not pids:
             return
         for pid in pids:

@@ -175,12 +175,11 @@ def session_plan(space: Any, trials: int | None = None) -> dict[str, Any]:
 
 
 def _enqueue_repeats(
-    study: optuna.Study, space: Any, tried: set[tuple[int, int]] | None = None
+    study: optuna.Study, space: Any, tried: set[tuple[int, int]]
 ) -> list[tuple[int, int]]:
     """Enqueue the re-trainings `missing_repeats` asks for (same params, another training
     seed) and not in ``tried``; a rerun enqueues only those not yet done, and retries failed
     ones (once per session: ``tried`` holds what this session already asked for)."""
-    tried = set() if tried is None else tried
     pending = [
         p for p in missing_repeats(study, space.search.repeats, space.train.seed) if p not in tried
     ]

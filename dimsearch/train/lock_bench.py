@@ -23,6 +23,8 @@ epochs in progress finishing). A lock that works puts "busy, locked" beside "alo
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -66,13 +68,13 @@ class LockBench:
         meds, spreads = self.medians[condition], self.spreads[condition]
         low, high, coverage = median_interval(meds)
         return {
-            "median_ms": _median(meds),
+            "median_ms": statistics.median(meds),
             "low_ms": low,
             "high_ms": high,
             "coverage": coverage,
-            "spread": _median(spreads),
+            "spread": statistics.median(spreads),
             "worst_spread": max(spreads),
-            "wait_s": _median(self.waits[condition]),
+            "wait_s": statistics.median(self.waits[condition]),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +146,7 @@ def bench_lock(
         while len(seen) < trainers and time.monotonic() < deadline:  # every trainer is training
             try:
                 seen.append(epochs.get(timeout=1.0))
-            except Exception:  # queue.Empty: check the trainers are alive
+            except queue.Empty:  # none this second: check the trainers are alive
                 if any(not p.is_alive() for p in procs):
                     raise DimsearchError("a trainer process died before its first epoch") from None
         if len(seen) < trainers:
@@ -155,7 +157,7 @@ def bench_lock(
             measure("busy, locked", lock=True)
         while not epochs.empty():
             seen.append(epochs.get_nowait())
-        res.epoch_s = _median(seen)
+        res.epoch_s = statistics.median(seen)
     finally:
         stop.set()
         for p in procs:
@@ -185,9 +187,3 @@ def _trainer(model: str, epochs: Any, stop: Any) -> None:
         return stop.is_set()
 
     train_proxy(zoo.get(model), data, cfg, device="cpu", report=report)
-
-
-def _median(values: list[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
